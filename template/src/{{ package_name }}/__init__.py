@@ -1,0 +1,1 @@
+"""The service: app factory, settings, command line and resources."""

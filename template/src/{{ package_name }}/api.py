@@ -1,0 +1,8 @@
+"""The versioned HTTP API: every resource router is mounted here."""
+
+from fastapi import APIRouter
+
+from .items.router import router as items_router
+
+api_router = APIRouter(prefix="/api/v1")
+api_router.include_router(items_router)

@@ -1,0 +1,234 @@
+"""Pure ASGI middleware. Each runs on every request, so each does little."""
+
+import re
+import time
+import traceback
+import uuid
+from collections.abc import Iterable
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .logs import get_logger
+from .problems import problem_response
+from .settings import Settings
+
+REQUEST_ID_HEADER = "X-Request-ID"
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# Swagger UI and ReDoc load their scripts, styles and fonts from CDNs.
+DOCS_CSP = (
+    "default-src 'self'; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net "
+    "https://fonts.googleapis.com; "
+    "font-src 'self' https://fonts.gstatic.com; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "worker-src 'self' blob:; frame-ancestors 'none'"
+)
+HSTS = "max-age=63072000; includeSubDomains"
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def build_middleware(settings: Settings, docs_paths: Iterable[str]) -> list[Middleware]:
+    """The middleware stack, outermost first."""
+    stack = [
+        Middleware(
+            CorrelationIdMiddleware,
+            header_name=REQUEST_ID_HEADER,
+            validator=is_safe_request_id,
+        ),
+        Middleware(AccessLogMiddleware),
+        Middleware(
+            SecurityHeadersMiddleware,
+            docs_paths=frozenset(docs_paths),
+            hsts=settings.is_production,
+        ),
+        Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes),
+        Middleware(
+            UnhandledErrorMiddleware,
+            expose_errors=settings.debug and settings.environment == "development",
+        ),
+    ]
+    if settings.cors_origins:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["*"],
+                allow_headers=["*"],
+                expose_headers=[REQUEST_ID_HEADER],
+            )
+        )
+    return stack
+
+
+def is_safe_request_id(value: str) -> bool:
+    """Keep an incoming request ID only when it cannot smuggle anything into logs."""
+    return SAFE_REQUEST_ID.fullmatch(value) is not None
+
+
+class AccessLogMiddleware:
+    """Log one line per request and add ``X-Process-Time`` (milliseconds)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.log = get_logger(f"{__name__}.access").bind()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_timing(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                _append_headers(message, [(b"x-process-time", b"%.2f" % elapsed_ms)])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_timing)
+        finally:
+            client = scope.get("client")
+            self.log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                client=client[0] if client else None,
+            )
+
+
+class SecurityHeadersMiddleware:
+    """Add security headers; the docs pages get a CSP that lets them load."""
+
+    def __init__(self, app: ASGIApp, docs_paths: frozenset[str], hsts: bool) -> None:
+        self.app = app
+        self.docs_paths = docs_paths
+        common: Headers = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        if hsts:
+            common.append((b"strict-transport-security", HSTS.encode()))
+        self.api_headers = [*common, (b"content-security-policy", API_CSP.encode())]
+        self.docs_headers = [*common, (b"content-security-policy", DOCS_CSP.encode())]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = (
+            self.docs_headers if scope["path"] in self.docs_paths else self.api_headers
+        )
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                _append_headers(message, extra)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 to a request body over the limit.
+
+    A declared ``Content-Length`` is checked before the app runs (the server holds
+    the body to that length); a chunked body is counted as the app reads it.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.detail = f"The request body exceeds {max_bytes} bytes."
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None:
+            if declared > self.max_bytes:
+                await problem_response(413, self.detail)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self.detail)
+            return message
+
+        await self.app(scope, receive_within_limit, send)
+
+
+class UnhandledErrorMiddleware:
+    """Turn an unhandled exception into a 500 problem, logged with its error_id.
+
+    It sits inside the other middleware, so the 500 still gets the request ID,
+    the security headers and an access log line. The exception text reaches the
+    client only with DEBUG in development.
+    """
+
+    def __init__(self, app: ASGIApp, expose_errors: bool) -> None:
+        self.app = app
+        self.expose_errors = expose_errors
+        self.log = get_logger(__name__).bind()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
+        except Exception as error:
+            error_id = str(uuid.uuid4())
+            self.log.exception("unhandled_error", error_id=error_id, path=scope["path"])
+            if response_started:
+                raise
+            response = problem_response(500, self._detail(error), error_id=error_id)
+            await response(scope, receive, send)
+
+    def _detail(self, error: Exception) -> str:
+        if self.expose_errors:
+            return "".join(traceback.format_exception(error))
+        return "An unexpected error occurred."
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _append_headers(message: Message, extra: Headers) -> None:
+    headers = message.setdefault("headers", [])
+    if isinstance(headers, list):
+        headers.extend(extra)
+    else:
+        message["headers"] = [*headers, *extra]
