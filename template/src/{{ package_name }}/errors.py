@@ -49,7 +49,15 @@ def install_error_handlers(app: FastAPI) -> None:
 def _reply(
     status: int, detail: str, headers: Mapping[str, str] | None = None, **fields: Any
 ) -> ProblemResponse:
-    """Build the problem response and log it under its error_id."""
+    """Build the problem response and log it under its error_id.
+
+    Handlers call it while handling the error, so a 5xx, the service's own failure,
+    is logged as an error with its exception.
+    """
     body = problem_body(status, detail, **fields)
-    log.info("request_error", status=status, detail=detail, error_id=body["error_id"])
+    logged = {"status": status, "detail": detail, "error_id": body["error_id"]}
+    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        log.exception("request_error", **logged)
+    else:
+        log.info("request_error", **logged)
     return ProblemResponse(body, status_code=status, headers=headers)

@@ -1,0 +1,1 @@
+"""Integration tests: the service against real PostgreSQL and Redis."""
