@@ -1,8 +1,7 @@
 """The README's quick start, for real.
 
-    copier copy --trust path/to/copier-fastapi-service my-service
-    cd my-service
-    uv run my-service serve
+    uvx copier copy --trust --defaults --data project_name="My Service" path/to/template my-service
+    uv run --directory my-service my-service serve
 
 The project is rendered with the copier command line (tasks on, default answers, project
 name "My Service"), the service is started as a real process with none of its settings
@@ -83,13 +82,16 @@ class Server:
 
 @contextmanager
 def serving(project: Path) -> Iterator[Server]:
-    """`uv run my-service serve --port N` as a real process, once GET /api/v1/items is 200."""
+    """`uv run --directory my-service my-service serve --port N` as a real process.
+
+    It is ready once GET /api/v1/items answers 200.
+    """
     port = free_port()
     log = project.parent / f"serve-{port}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [uv_executable(), "run", SLUG, "serve", "--port", str(port)],
-            cwd=project,
+            [uv_executable(), "run", "--directory", SLUG, SLUG, "serve", "--port", str(port)],
+            cwd=project.parent,
             env=project_env(project),
             stdin=subprocess.DEVNULL,
             stdout=sink,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from copier import VcsRef
 
 from features import FEATURES, Footprint
 from harness import (
@@ -146,7 +147,9 @@ def copy_service(template: Path, dst: Path, ref: str, data: dict[str, Any], *, t
     return dst
 
 
-def update_service(project: Path, *, ref: str | None = None, data: dict[str, Any] | None = None) -> None:
+def update_service(
+    project: Path, *, ref: str | VcsRef | None = None, data: dict[str, Any] | None = None
+) -> None:
     import copier
 
     with warnings.catch_warnings():
@@ -344,7 +347,7 @@ def test_upgraded_service_passes_its_own_tests(upgraded: Upgraded, service_urls:
 
 
 def flip(project: Path, toggle: str, value: bool) -> None:
-    update_service(project, ref=":current:", data={toggle: value})
+    update_service(project, ref=VcsRef.CURRENT, data={toggle: value})
     commit_all(project, f"{toggle}={value}")
 
 
@@ -367,3 +370,4 @@ def test_a_feature_switched_on_then_off_equals_fresh_copies(
         assert digest(project / ".env") == env_digest
         assert_no_secret_in_answers(project)
         assert_service_tests_pass(project, service_urls)
+        commit_all(project, "uv.lock after the flip")  # as the team would, before the next update
