@@ -1,12 +1,13 @@
 """Async SQLAlchemy: the engine, the session dependency and the model base."""
 
 import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, TypeDecorator, exc
+from sqlalchemy import DateTime, MetaData, TypeDecorator, event, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from .problems import ServiceUnavailableError
 from .settings import Settings
@@ -69,10 +71,38 @@ def create_engine(settings: Settings) -> AsyncEngine:
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,
         "pool_recycle": settings.db_pool_recycle,
-        "pool_pre_ping": True,
+        "pool_pre_ping": settings.db_pool_ping_idle_seconds == 0,
         "connect_args": {"timeout": settings.db_connect_timeout},
     }
-    return create_async_engine(settings.database_url, **options)
+    engine = create_async_engine(settings.database_url, **options)
+    if settings.db_pool_ping_idle_seconds > 0:
+        ping_idle_connections(engine, settings.db_pool_ping_idle_seconds)
+    return engine
+
+
+def ping_idle_connections(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection before use only when it has sat idle a while.
+
+    A connection used moments ago is almost surely alive, and pinging it on every
+    checkout (``pool_pre_ping``) costs each request a round trip. One idle for longer
+    than ``idle_seconds`` may have been cut by a database restart or a proxy: if
+    its ping fails, the pool replaces it before the request gets it.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def remember_checkin(connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def ping_if_idle(connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(connection)
+        except Exception as error:
+            # The pool discards the connection and checks out another one.
+            raise exc.DisconnectionError(str(error)) from error
 
 
 class Database:
