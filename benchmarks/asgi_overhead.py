@@ -12,7 +12,8 @@ interpreter of a rendered service (bench_service.py leaves them in /tmp/cfs-benc
 
 It measures bare FastAPI (bare_app.py), the service as built, the service without any
 middleware, and the service without each middleware in turn (the ablation: what the
-service saves when that one layer is gone). Settings as in bench_service.py: staging,
+service saves when that one layer is gone), each in a fresh process,
+in rotation. Settings as in bench_service.py: staging,
 JSON logs at INFO to a file, docs off, rate limits high, no REDIS_URL unless given.
 """
 
@@ -23,7 +24,9 @@ import asyncio
 import contextlib
 import importlib
 import os
+import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -83,16 +86,37 @@ async def measure(build: Callable[[], Any], path: str, requests: int, repeats: i
         return await drive(app, path, requests, repeats)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--path", default="/health/live")
-    parser.add_argument("--requests", type=int, default=3000, help="requests per batch (3000)")
-    parser.add_argument("--repeats", type=int, default=5, help="batches; the median is shown (5)")
-    parser.add_argument("--database-url", default="sqlite+aiosqlite:////tmp/cfs-bench/seed.db")
-    parser.add_argument("--redis-url", default="")
-    parser.add_argument("--log", type=Path, default=Path("/tmp/cfs-bench/asgi-overhead.log"))
-    args = parser.parse_args()
+def build_variant(variant: str) -> Callable[[], Any]:
+    """ "bare", "service", "none" (no middleware) or "without:<MiddlewareClass>"."""
+    if variant == "bare":
 
+        def bare() -> Any:
+            sys.path.insert(0, str(BENCH_DIR))
+            return importlib.import_module("bare_app").app
+
+        return bare
+    main_module = importlib.import_module(f"{PACKAGE}.main")
+    settings_module = importlib.import_module(f"{PACKAGE}.settings")
+    original = main_module.build_middleware
+    without = variant.removeprefix("without:") if variant.startswith("without:") else None
+
+    def middleware(*a: Any, **k: Any) -> list[Any]:
+        stack = original(*a, **k)
+        if variant == "none":
+            return []
+        return [m for m in stack if m.cls.__name__ != without]
+
+    def service() -> Any:
+        main_module.build_middleware = middleware
+        try:
+            return main_module.create_app(settings_module.Settings())
+        finally:
+            main_module.build_middleware = original
+
+    return service
+
+
+def configure_environment(args: argparse.Namespace) -> None:
     os.environ.update(
         {
             "ENVIRONMENT": "staging",
@@ -107,54 +131,80 @@ def main() -> int:
         os.environ["REDIS_URL"] = args.redis_url
     else:
         os.environ.pop("REDIS_URL", None)
+
+
+def run_one(args: argparse.Namespace) -> int:
+    """In this process: one variant, printed as `RESULT <us> <status>`."""
+    configure_environment(args)
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    log = args.log.open("w")
-    sys.stdout, stdout = log, sys.stdout  # configure_logging() writes to sys.stdout
+    with args.log.open("a") as log:
+        stdout, sys.stdout = sys.stdout, log  # configure_logging() writes to sys.stdout
+        try:
+            micros, status = asyncio.run(
+                measure(build_variant(args.variant), args.path, args.requests, args.repeats)
+            )
+        finally:
+            sys.stdout = stdout
+    print(f"RESULT {micros:.2f} {status}")
+    return 0
 
-    main_module = importlib.import_module(f"{PACKAGE}.main")
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--path", default="/health/live")
+    parser.add_argument("--requests", type=int, default=3000, help="requests per batch (3000)")
+    parser.add_argument("--repeats", type=int, default=3, help="batches per process; their median (3)")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per variant, in rotation (3)")
+    parser.add_argument("--database-url", default="sqlite+aiosqlite:////tmp/cfs-bench/seed.db")
+    parser.add_argument("--redis-url", default="")
+    parser.add_argument("--log", type=Path, default=Path("/tmp/cfs-bench/asgi-overhead.log"))
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: measure one variant
+    args = parser.parse_args()
+    if args.variant:
+        return run_one(args)
+
+    configure_environment(args)
     settings_module = importlib.import_module(f"{PACKAGE}.settings")
-    original = main_module.build_middleware
+    main_module = importlib.import_module(f"{PACKAGE}.main")
+    layers = [m.cls.__name__ for m in main_module.build_middleware(settings_module.Settings(), docs_paths=())]
+    variants = ["bare", "service", "none", *(f"without:{name}" for name in layers)]
+    samples: dict[str, list[float]] = {v: [] for v in variants}
+    statuses: dict[str, int] = {}
+    passed = ["--path", args.path, "--requests", str(args.requests), "--repeats", str(args.repeats)]
+    passed += ["--database-url", args.database_url, "--redis-url", args.redis_url, "--log", str(args.log)]
+    for round_number in range(args.rounds):
+        shift = round_number % len(variants)
+        for variant in variants[shift:] + variants[:shift]:  # Each in a fresh process.
+            proc = subprocess.run(
+                [sys.executable, __file__, "--variant", variant, *passed],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            match = re.search(r"^RESULT (\S+) (\d+)$", proc.stdout, re.M)
+            if not match:
+                print(f"{variant} failed:\n{proc.stdout}\n{proc.stderr}", file=sys.stderr)
+                return 1
+            samples[variant].append(float(match.group(1)))
+            statuses[variant] = int(match.group(2))
 
-    def service(without: str | None = None, none: bool = False) -> Callable[[], Any]:
-        def build() -> Any:
-            def middleware(*a: Any, **k: Any) -> list[Any]:
-                stack = original(*a, **k)
-                if none:
-                    return []
-                return [m for m in stack if m.cls.__name__ != without]
-
-            main_module.build_middleware = middleware
-            try:
-                return main_module.create_app(settings_module.Settings())
-            finally:
-                main_module.build_middleware = original
-
-        return build
-
-    def bare() -> Any:
-        sys.path.insert(0, str(BENCH_DIR))
-        return importlib.import_module("bare_app").app
-
-    layers = [m.cls.__name__ for m in original(settings_module.Settings(), docs_paths=())]
-    variants: list[tuple[str, Callable[[], Any]]] = [
-        ("bare FastAPI (bare_app.py)", bare),
-        ("service, as built", service()),
-        ("service, no middleware at all", service(none=True)),
-        *((f"service without {name}", service(without=name)) for name in layers),
-    ]
-    results = []
-    for label, build in variants:
-        micros, status = asyncio.run(measure(build, args.path, args.requests, args.repeats))
-        results.append((label, micros, status))
-    sys.stdout = stdout
-    log.close()
-
-    full = results[1][1]
-    print(f"CPU per request of GET {args.path}, in process (median of {args.repeats} x {args.requests}):")
-    for label, micros, status in results:
-        saving = f"  saves {full - micros:5.1f} us" if label.startswith("service without") else ""
-        print(f"  {label:<48} {micros:7.1f} us  (HTTP {status}){saving}")
-    middleware, over_bare = full - results[2][1], full - results[0][1]
+    result = {v: statistics.median(s) for v, s in samples.items()}
+    full = result["service"]
+    labels = {
+        "bare": "bare FastAPI (bare_app.py)",
+        "service": "service, as built",
+        "none": "service, no middleware",
+    }
+    print(
+        f"CPU per request of GET {args.path}, in process: median of {args.rounds} processes, "
+        f"each the median of {args.repeats} x {args.requests} requests"
+    )
+    for variant in variants:
+        label = labels.get(variant, f"service without {variant.removeprefix('without:')}")
+        saving = f"  saves {full - result[variant]:5.1f} us" if variant.startswith("without:") else ""
+        runs = ", ".join(f"{s:.0f}" for s in samples[variant])
+        print(f"  {label:<46} {result[variant]:7.1f} us  (HTTP {statuses[variant]}; {runs}){saving}")
+    middleware, over_bare = full - result["none"], full - result["bare"]
     print(f"  middleware in all: {middleware:.1f} us; service over bare: {over_bare:.1f} us")
     return 0
 

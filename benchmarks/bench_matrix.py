@@ -98,8 +98,13 @@ def copy_command(source: Path, dst: Path, *, skip_tasks: bool = False, vcs_ref: 
     return [*args, str(source), str(dst)]
 
 
-def timed(args: list[str], cwd: Path) -> float:
+def timed(args: list[str], cwd: Path, pycache: Path | None = None) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
+    if pycache is not None:
+        # Bytecode cached as on a usual machine, in a folder of our own (the suite's
+        # environment is left as it is).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     started = time.perf_counter()
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
     seconds = time.perf_counter() - started
@@ -120,11 +125,21 @@ def snapshot_without_git(dst: Path) -> Path:
 
 def bench_copy(copies: int, profile: bool) -> dict[str, Any]:
     say(f"copier copy, {copies} times each (median [min, max]):")
-    results: dict[str, list[float]] = {"version": [], "copy": [], "skip_tasks": [], "no_git": []}
+    results: dict[str, list[float]] = {
+        "version": [],
+        "copy": [],
+        "skip_tasks": [],
+        "no_git": [],
+        "cached": [],
+    }
+    no_bytecode = os.environ.get("PYTHONDONTWRITEBYTECODE")
     with tempfile.TemporaryDirectory(prefix="cfs-copy-") as tmp:
         work = Path(tmp)
         plain = snapshot_without_git(work / "template-snapshot")
+        pycache = work / "pycache"
+        timed(copy_command(ROOT, work / "fill-pycache"), work, pycache)  # Fills the cache.
         for n in range(copies):
+            results["cached"].append(timed(copy_command(ROOT, work / f"cached-{n}"), work, pycache))
             results["version"].append(timed([copier_executable(), "--version"], work))
             results["copy"].append(timed(copy_command(ROOT, work / f"copy-{n}"), work))
             results["skip_tasks"].append(timed(copy_command(ROOT, work / f"skip-{n}", skip_tasks=True), work))
@@ -137,6 +152,7 @@ def bench_copy(copies: int, profile: bool) -> dict[str, Any]:
         "skip_tasks": "the same with --skip-tasks",
         "no_git": "the same from a snapshot without .git",
         "version": "copier --version (start-up only)",
+        "cached": "copier copy --trust, bytecode cached",
     }
     for key, label in labels.items():
         values = results[key]
@@ -148,8 +164,18 @@ def bench_copy(copies: int, profile: bool) -> dict[str, Any]:
     say(f"  the .env task (hooks/write_env.py)         {copy - skip:5.2f}s")
     say(f"  Copier's git work on the template repo     {copy - no_git:5.2f}s")
     say(f"  questions, rendering and writing files     {max(0.0, no_git - start):5.2f}s")
+    cached = median(results["cached"])
+    if no_bytecode:
+        say(
+            f"  PYTHONDONTWRITEBYTECODE={no_bytecode} here: every run above compiles Copier's modules"
+            f" from source; with bytecode cached (PYTHONPYCACHEPREFIX) a copy takes {cached:.2f}s"
+        )
     verdict = "met" if copy <= COPY_TARGET_SECONDS else "MISSED"
-    say(f"Target: copier copy <= {COPY_TARGET_SECONDS:g} s: [{verdict}] {copy:.2f}s")
+    cached_verdict = "met" if cached <= COPY_TARGET_SECONDS else "MISSED"
+    say(
+        f"Target: copier copy <= {COPY_TARGET_SECONDS:g} s: [{verdict}] {copy:.2f}s"
+        f" ({cached_verdict} with bytecode cached: {cached:.2f}s)"
+    )
     if profile_text:
         say(profile_text)
     return {

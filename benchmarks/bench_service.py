@@ -3,10 +3,12 @@
 Run it from the template repository, with the suite's environment (it imports
 tests/harness.py to render and install the services):
 
-    uv run python benchmarks/bench_service.py                 # the full run, ~20 min
+    uv run python benchmarks/bench_service.py                 # the full run, ~21 min
     uv run python benchmarks/bench_service.py --quick         # a smoke run, ~2 min
     uv run python benchmarks/bench_service.py --runs 5 --duration 8 --connections 4 --json out.json
     uv run python benchmarks/bench_service.py --profile on-memory:list-pg
+    uv run python benchmarks/bench_service.py --runs 3 --targets bare,on-memory,on-redis \
+        --patch limiter=benchmarks/experiments/rate_limiter.patch --endpoints live,item,list-pg
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and Redis on 127.0.0.1:6379,
 as the template suite does, and wrk (`apt-get install wrk`; without it a small asyncio
@@ -31,10 +33,17 @@ What it does:
    one server after the other (the others sit idle), so that a target and bare are
    measured seconds apart. The order of the targets rotates from round to round.
 4. Prints medians over the rounds: req/s, p50 and p99 per endpoint, each target's
-   ratio to bare (the median of the per-round ratios: each round's target and bare ran
-   minutes apart on the same machine), cold start and RSS; then the Redis commands per
-   request of the rate limiter (from INFO commandstats before and after a fixed number
-   of requests), and the targets of docs/performance.md, met or missed.
+   ratio to bare (the median of the per-round ratios), cold start and RSS; then the
+   Redis commands per request of the rate limiter (INFO commandstats before and after a
+   fixed number of requests, and MONITOR to tell the round trips from the commands
+   that Lua scripts run inside Redis), and the targets of docs/performance.md, met or
+   missed.
+
+Options beyond the four targets: `--targets on-sentry` adds on-memory with Sentry
+started (SENTRY_DSN pointing at a sink in this process); `--patch NAME=FILE` adds the
+all-features service with a patch applied to a rendered copy of its own, as targets
+NAME-memory and NAME-redis (benchmarks/experiments/); `--profile TARGET:ENDPOINT`
+profiles one target under load with py-spy instead (benchmarks/profile_service.py).
 
 Settings of every service run (stated again in the output):
 
