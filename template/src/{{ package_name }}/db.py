@@ -32,6 +32,17 @@ UNAVAILABLE_ERRORS = (
 )
 
 
+def is_database_unavailable(error: BaseException) -> bool:
+    """Whether an error means the database cannot be reached or the connection died.
+
+    A connection cut while it sat in the pool (a database restart, say) fails with
+    a plain DBAPIError that SQLAlchemy marks ``connection_invalidated``.
+    """
+    if isinstance(error, UNAVAILABLE_ERRORS):
+        return True
+    return isinstance(error, exc.DBAPIError) and error.connection_invalidated
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -123,13 +134,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
             await session.commit()
-        except UNAVAILABLE_ERRORS as error:
+        except Exception as error:
             await session.rollback()
-            raise ServiceUnavailableError(
-                "The database is unavailable; try again shortly."
-            ) from error
-        except Exception:
-            await session.rollback()
+            if is_database_unavailable(error):
+                raise ServiceUnavailableError(
+                    "The database is unavailable; try again shortly."
+                ) from error
             raise
 
 

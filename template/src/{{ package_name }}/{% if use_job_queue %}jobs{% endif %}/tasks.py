@@ -8,7 +8,7 @@ from arq import Retry
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..db import UNAVAILABLE_ERRORS, Database, utc_now
+from ..db import Database, is_database_unavailable, utc_now
 from ..items.models import Item
 from ..items.service import get_item
 from ..logs import get_logger
@@ -54,7 +54,9 @@ async def process_item(ctx: dict[str, Any], item_id: int) -> dict[str, Any] | No
     except NotFoundError:
         log.warning("item_gone", item_id=item_id)
         return None
-    except UNAVAILABLE_ERRORS as error:
+    except Exception as error:
+        if not is_database_unavailable(error):
+            raise
         delay = RETRY_BASE_DELAY * 2 ** (ctx["job_try"] - 1)
         log.warning(
             "database_unavailable",
