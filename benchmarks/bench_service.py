@@ -8,7 +8,7 @@ tests/harness.py to render and install the services):
     uv run python benchmarks/bench_service.py --runs 5 --duration 8 --connections 4 --json out.json
     uv run python benchmarks/bench_service.py --profile on-memory:list-pg
     uv run python benchmarks/bench_service.py --runs 3 --targets bare,on-memory,on-redis \
-        --patch limiter=benchmarks/experiments/rate_limiter.patch --endpoints live,item,list-pg
+        --patch fix=/tmp/fix.patch --endpoints live,item,list-pg
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and Redis on 127.0.0.1:6379,
 as the template suite does, and wrk (`apt-get install wrk`; without it a small asyncio
@@ -42,7 +42,7 @@ What it does:
 Options beyond the four targets: `--targets on-sentry` adds on-memory with Sentry
 started (SENTRY_DSN pointing at a sink in this process); `--patch NAME=FILE` adds the
 all-features service with a patch applied to a rendered copy of its own, as targets
-NAME-memory and NAME-redis (benchmarks/experiments/); `--profile TARGET:ENDPOINT`
+NAME-memory and NAME-redis, to measure a fix before it goes into template/; `--profile TARGET:ENDPOINT`
 profiles one target under load with py-spy instead (benchmarks/profile_service.py).
 
 Settings of every service run (stated again in the output):
