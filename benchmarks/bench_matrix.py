@@ -2,7 +2,7 @@
 
 Run it from the template repository, with the suite's environment:
 
-    uv run python benchmarks/bench_matrix.py                  # both parts, ~15 min
+    uv run python benchmarks/bench_matrix.py                  # both parts, ~7 min
     uv run python benchmarks/bench_matrix.py --copy-only      # about a minute
     uv run python benchmarks/bench_matrix.py --matrix-only --json matrix.json
     uv run python benchmarks/bench_matrix.py --matrix-log run.log   # re-read a saved run
