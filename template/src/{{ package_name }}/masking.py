@@ -2,6 +2,7 @@
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 MASK = "***"
@@ -31,10 +32,16 @@ def mask_mapping(data: Mapping[Any, Any]) -> dict[Any, Any]:
     """Copy ``data``, masking values under sensitive keys and secret-looking values."""
     return {
         key: MASK
-        if isinstance(key, str) and SENSITIVE_KEY.search(key)
+        if isinstance(key, str) and is_sensitive_key(key)
         else mask_value(value)
         for key, value in data.items()
     }
+
+
+@lru_cache(maxsize=4096)
+def is_sensitive_key(key: str) -> bool:
+    """Whether values under ``key`` are secrets (cached: the same keys recur)."""
+    return SENSITIVE_KEY.search(key) is not None
 
 
 def _may_hold_secret(text: str) -> bool:
