@@ -15,6 +15,17 @@ middleware, and the service without each middleware in turn (the ablation: what 
 service saves when that one layer is gone), each in a fresh process,
 in rotation. Settings as in bench_service.py: staging,
 JSON logs at INFO to a file, docs off, rate limits high, no REDIS_URL unless given.
+
+CPU time on a shared VM swings by a factor of two from minute to minute. With
+`--instructions` each variant instead runs once under valgrind's callgrind, which counts
+the instructions executed per request (every thread, aiosqlite's included), counted only
+while the measured requests run (not start-up or warm-up). The count is the same from run
+to run, whatever else the machine is doing, so it shows small changes that timings
+cannot; it weighs every instruction alike, so it is a proxy for CPU time, not a
+measure of it (~30 s per variant):
+
+    /tmp/cfs-bench/on/.venv/bin/python benchmarks/asgi_overhead.py --instructions --requests 200 \\
+        --path "/api/v1/items?limit=20"
 """
 
 from __future__ import annotations
@@ -25,11 +36,14 @@ import contextlib
 import importlib
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +92,42 @@ async def drive(app: Any, path: str, requests: int, repeats: int) -> tuple[float
     return statistics.median(samples), status
 
 
-async def measure(build: Callable[[], Any], path: str, requests: int, repeats: int) -> tuple[float, int]:
+async def drive_counted(app: Any, path: str, requests: int) -> tuple[float, int]:
+    """Warm up, then run `requests` requests while callgrind counts (see count_instructions)."""
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    for _ in range(50):
+        await app(scope_for(path), receive, send)
+    handshake("READY")
+    for _ in range(requests):
+        await app(scope_for(path), receive, send)
+    handshake("DONE")
+    return 0.0, status
+
+
+def handshake(line: str) -> None:
+    """Tell the parent where we are (on the real stdout) and wait for its answer."""
+    print(line, file=sys.__stdout__, flush=True)
+    sys.stdin.readline()
+
+
+async def measure(
+    build: Callable[[], Any], path: str, requests: int, repeats: int, *, counted: bool = False
+) -> tuple[float, int]:
     app = build()
     router = getattr(app, "router", None)
     lifespan = router.lifespan_context(app) if router is not None else contextlib.nullcontext()
     async with lifespan:
+        if counted:
+            return await drive_counted(app, path, requests)
         return await drive(app, path, requests, repeats)
 
 
@@ -141,12 +186,78 @@ def run_one(args: argparse.Namespace) -> int:
         stdout, sys.stdout = sys.stdout, log  # configure_logging() writes to sys.stdout
         try:
             micros, status = asyncio.run(
-                measure(build_variant(args.variant), args.path, args.requests, args.repeats)
+                measure(
+                    build_variant(args.variant),
+                    args.path,
+                    args.requests,
+                    args.repeats,
+                    counted=args.instructions,
+                )
             )
         finally:
             sys.stdout = stdout
     print(f"RESULT {micros:.2f} {status}")
     return 0
+
+
+def count_instructions(variant: str, passed: list[str], requests: int) -> tuple[int, int]:
+    """Instructions per request of one variant under callgrind, and its HTTP status.
+
+    Instrumentation starts off and is switched on (callgrind_control) only once the
+    variant has started and warmed up, and off again after the measured requests.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "valgrind.log"
+        command = [
+            "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--log-file={log}",
+            f"--callgrind-out-file={tmp}/callgrind.out",
+            sys.executable, __file__, "--variant", variant, "--instructions", *passed,
+        ]  # fmt: skip
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        for expected, switch in (("READY", "--instr=on"), ("DONE", "--instr=off")):
+            line = proc.stdout.readline().strip()
+            if line != expected:
+                proc.kill()
+                raise RuntimeError(f"{variant}: expected {expected}, got {line!r}; see {log}")
+            subprocess.run(["callgrind_control", switch, str(proc.pid)], capture_output=True, check=True)
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        rest = proc.stdout.read()
+        proc.wait()
+        match = re.search(r"Collected : (\d+)", log.read_text())
+        status = re.search(r"^RESULT \S+ (\d+)$", rest, re.M)
+        if proc.returncode != 0 or not match or not status:
+            raise RuntimeError(f"{variant} failed under callgrind:\n{rest}\n{log.read_text()[-2000:]}")
+        return int(match.group(1)) // requests, int(status.group(1))
+
+
+def report_instructions(args: argparse.Namespace, variants: list[str], passed: list[str]) -> int:
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        print("--instructions needs valgrind (apt-get install valgrind)", file=sys.stderr)
+        return 1
+    with ThreadPoolExecutor(max_workers=2) as pool:  # Counts do not depend on the load.
+        counts = pool.map(lambda v: count_instructions(v, passed, args.requests), variants)
+        counted = dict(zip(variants, counts, strict=True))
+    full, bare = counted["service"][0], counted["bare"][0]
+    print(f"Instructions per request of GET {args.path}, in process (callgrind, {args.requests} requests)")
+    for variant in variants:
+        count, status = counted[variant]
+        label = LABELS.get(variant, f"service without {variant.removeprefix('without:')}")
+        note = f"  saves {full - count:>9,}" if variant.startswith("without:") else ""
+        print(f"  {label:<46} {count:>11,}  (HTTP {status}){note}")
+    print(
+        f"  middleware in all: {full - counted['none'][0]:,}; service over bare: {full - bare:,}"
+        f" ({bare / full:.2f}x bare's count)"
+    )
+    return 0
+
+
+LABELS = {
+    "bare": "bare FastAPI (bare_app.py)",
+    "service": "service, as built",
+    "none": "service, no middleware",
+}
 
 
 def main() -> int:
@@ -158,6 +269,9 @@ def main() -> int:
     parser.add_argument("--database-url", default="sqlite+aiosqlite:////tmp/cfs-bench/seed.db")
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--log", type=Path, default=Path("/tmp/cfs-bench/asgi-overhead.log"))
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions under callgrind instead of CPU time"
+    )
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: measure one variant
     args = parser.parse_args()
     if args.variant:
@@ -172,6 +286,8 @@ def main() -> int:
     statuses: dict[str, int] = {}
     passed = ["--path", args.path, "--requests", str(args.requests), "--repeats", str(args.repeats)]
     passed += ["--database-url", args.database_url, "--redis-url", args.redis_url, "--log", str(args.log)]
+    if args.instructions:
+        return report_instructions(args, variants, passed)
     for round_number in range(args.rounds):
         shift = round_number % len(variants)
         for variant in variants[shift:] + variants[:shift]:  # Each in a fresh process.
@@ -190,11 +306,7 @@ def main() -> int:
 
     result = {v: statistics.median(s) for v, s in samples.items()}
     full = result["service"]
-    labels = {
-        "bare": "bare FastAPI (bare_app.py)",
-        "service": "service, as built",
-        "none": "service, no middleware",
-    }
+    labels = LABELS
     print(
         f"CPU per request of GET {args.path}, in process: median of {args.rounds} processes, "
         f"each the median of {args.repeats} x {args.requests} requests"
