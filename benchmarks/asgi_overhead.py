@@ -69,18 +69,24 @@ def scope_for(path: str) -> dict[str, Any]:
     }
 
 
+async def receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class Sink:
+    """The ASGI `send` of the measured requests: keeps the last response's status."""
+
+    def __init__(self) -> None:
+        self.status = 0
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+
+
 async def drive(app: Any, path: str, requests: int, repeats: int) -> tuple[float, int]:
     """Median CPU microseconds per request over `repeats` batches, and the last status."""
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
+    send = Sink()
     for _ in range(200):  # Warm-up: caches, pools, first-use paths.
         await app(scope_for(path), receive, send)
     samples = []
@@ -89,28 +95,19 @@ async def drive(app: Any, path: str, requests: int, repeats: int) -> tuple[float
         for _ in range(requests):
             await app(scope_for(path), receive, send)
         samples.append((time.process_time() - started) / requests * 1e6)
-    return statistics.median(samples), status
+    return statistics.median(samples), send.status
 
 
 async def drive_counted(app: Any, path: str, requests: int) -> tuple[float, int]:
     """Warm up, then run `requests` requests while callgrind counts (see count_instructions)."""
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
+    send = Sink()
     for _ in range(50):
         await app(scope_for(path), receive, send)
     handshake("READY")
     for _ in range(requests):
         await app(scope_for(path), receive, send)
     handshake("DONE")
-    return 0.0, status
+    return 0.0, send.status
 
 
 def handshake(line: str) -> None:
