@@ -303,13 +303,12 @@ def main() -> int:
 
     result = {v: statistics.median(s) for v, s in samples.items()}
     full = result["service"]
-    labels = LABELS
     print(
         f"CPU per request of GET {args.path}, in process: median of {args.rounds} processes, "
         f"each the median of {args.repeats} x {args.requests} requests"
     )
     for variant in variants:
-        label = labels.get(variant, f"service without {variant.removeprefix('without:')}")
+        label = LABELS.get(variant, f"service without {variant.removeprefix('without:')}")
         saving = f"  saves {full - result[variant]:5.1f} us" if variant.startswith("without:") else ""
         runs = ", ".join(f"{s:.0f}" for s in samples[variant])
         print(f"  {label:<46} {result[variant]:7.1f} us  (HTTP {statuses[variant]}; {runs}){saving}")
