@@ -3,14 +3,7 @@
 import httpx
 import pytest
 
-ITEMS = "/api/v1/items"
-
-
-async def create(client: httpx.AsyncClient, name: str, **fields: object) -> int:
-    response = await client.post(ITEMS, json={"name": name, **fields})
-    assert response.status_code == 201, response.text
-    item_id: int = response.json()["id"]
-    return item_id
+from .helpers import ITEMS, create_item
 
 
 async def test_create_returns_the_item(client: httpx.AsyncClient) -> None:
@@ -23,7 +16,7 @@ async def test_create_returns_the_item(client: httpx.AsyncClient) -> None:
 
 
 async def test_get_returns_a_created_item(client: httpx.AsyncClient) -> None:
-    item_id = await create(client, "Widget")
+    item_id = await create_item(client, "Widget")
     response = await client.get(f"{ITEMS}/{item_id}")
     assert response.status_code == 200
     assert response.json()["name"] == "Widget"
@@ -31,7 +24,7 @@ async def test_get_returns_a_created_item(client: httpx.AsyncClient) -> None:
 
 async def test_list_pages_through_items(client: httpx.AsyncClient) -> None:
     for number in range(5):
-        await create(client, f"item {number}")
+        await create_item(client, f"item {number}")
     response = await client.get(ITEMS, params={"limit": 2, "offset": 2})
     assert response.status_code == 200
     page = response.json()
@@ -59,7 +52,7 @@ async def test_list_rejects_bad_paging(
 
 
 async def test_patch_changes_only_the_fields_sent(client: httpx.AsyncClient) -> None:
-    item_id = await create(client, "Widget", description="Blue")
+    item_id = await create_item(client, "Widget", description="Blue")
     response = await client.patch(f"{ITEMS}/{item_id}", json={"name": "Gadget"})
     assert response.status_code == 200
     body = response.json()
@@ -68,19 +61,19 @@ async def test_patch_changes_only_the_fields_sent(client: httpx.AsyncClient) -> 
 
 
 async def test_patch_can_clear_the_description(client: httpx.AsyncClient) -> None:
-    item_id = await create(client, "Widget", description="Blue")
+    item_id = await create_item(client, "Widget", description="Blue")
     response = await client.patch(f"{ITEMS}/{item_id}", json={"description": None})
     assert response.json()["description"] is None
 
 
 async def test_patch_rejects_a_null_name(client: httpx.AsyncClient) -> None:
-    item_id = await create(client, "Widget")
+    item_id = await create_item(client, "Widget")
     response = await client.patch(f"{ITEMS}/{item_id}", json={"name": None})
     assert response.status_code == 422
 
 
 async def test_delete_removes_the_item(client: httpx.AsyncClient) -> None:
-    item_id = await create(client, "Widget")
+    item_id = await create_item(client, "Widget")
     assert (await client.delete(f"{ITEMS}/{item_id}")).status_code == 204
     assert (await client.get(f"{ITEMS}/{item_id}")).status_code == 404
 
@@ -95,7 +88,7 @@ async def test_a_missing_item_is_a_404_problem(
 
 
 async def test_a_duplicate_name_is_a_409_problem(client: httpx.AsyncClient) -> None:
-    await create(client, "Widget")
+    await create_item(client, "Widget")
     response = await client.post(ITEMS, json={"name": "Widget"})
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
@@ -119,4 +112,4 @@ async def test_create_validates_the_body(
 
 
 async def test_the_limits_are_inclusive(client: httpx.AsyncClient) -> None:
-    await create(client, "x" * 200, description="y" * 2000)
+    await create_item(client, "x" * 200, description="y" * 2000)

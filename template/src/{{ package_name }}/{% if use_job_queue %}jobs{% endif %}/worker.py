@@ -10,7 +10,6 @@ from arq.connections import RedisSettings
 from redis.asyncio import Redis
 
 from ..db import Database
-from ..settings import Settings
 from .queue import (
     ArqJobQueue,
     InProcessJobQueue,
@@ -19,6 +18,7 @@ from .queue import (
     serialize,
     with_request_id,
 )
+from .settings import JobSettings
 from .tasks import process_item, queue_unprocessed_items
 
 # The jobs that can be queued, by name.
@@ -29,7 +29,7 @@ SHUTDOWN_GRACE_SECONDS = 25
 
 
 def create_job_queue(
-    settings: Settings, database: Database, redis: Redis | None
+    settings: JobSettings, database: Database, redis: Redis | None
 ) -> JobQueue:
     """The queue the API sends jobs to: ARQ on ``redis``, or in-process without it."""
     if redis is None:
@@ -50,7 +50,7 @@ def create_job_queue(
     return ArqJobQueue(arq_redis, settings.job_queue_name)
 
 
-def create_worker(settings: Settings, **options: Any) -> Worker:
+def create_worker(settings: JobSettings, **options: Any) -> Worker:
     """An ARQ worker for ``REDIS_URL``; ``options`` override the Worker's arguments."""
     if settings.redis_url is None:
         raise ValueError("the worker needs REDIS_URL")
@@ -84,12 +84,12 @@ def create_worker(settings: Settings, **options: Any) -> Worker:
     return arq.worker.create_worker(arguments, **options)
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(settings: JobSettings) -> None:
     """Run a worker until SIGTERM or SIGINT."""
     asyncio.run(_run(settings))
 
 
-async def _run(settings: Settings) -> None:
+async def _run(settings: JobSettings) -> None:
     worker = create_worker(settings)
     try:
         # The signal handler cancels the worker's main task: the normal way out.

@@ -6,23 +6,13 @@ from fastapi import APIRouter, Query, status
 
 from ..db import SessionDep
 from ..problems import PROBLEM_RESPONSES
-{%- if use_rate_limiting %}
-from ..rate_limiting import rate_limit
-{%- endif %}
 from . import service
 from .schemas import ItemCreate, ItemPage, ItemRead, ItemUpdate
 
 router = APIRouter(prefix="/items", tags=["items"], responses=PROBLEM_RESPONSES)
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    summary="Create an item",
-{%- if use_rate_limiting %}
-    dependencies=[rate_limit("10/minute")],
-{%- endif %}
-)
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create an item")
 async def create_item(data: ItemCreate, session: SessionDep) -> ItemRead:
     """Create an item. Names are unique: a duplicate is a 409."""
     return ItemRead.model_validate(await service.create_item(session, data))

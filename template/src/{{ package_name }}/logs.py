@@ -12,6 +12,7 @@ every request. Its levels still decide which of our lines are written, so
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import ClassVar, TextIO
 
 import structlog
@@ -19,9 +20,6 @@ from asgi_correlation_id import correlation_id
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from .masking import mask_mapping
-{%- if use_sentry %}
-from .sentry import report_to_sentry
-{%- endif %}
 from .settings import Settings
 
 LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "sqlalchemy", "alembic")
@@ -31,8 +29,16 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.stdlib.get_logger(name)
 
 
-def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
-    """Send structlog and standard-library records through one processor chain."""
+def configure_logging(
+    settings: Settings,
+    stream: TextIO | None = None,
+    processors: Sequence[Processor] = (),
+) -> None:
+    """Send structlog and standard-library records through one processor chain.
+
+    ``processors`` (the features' own, such as error reporting) see every line last,
+    after the masking of secrets.
+    """
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
@@ -40,9 +46,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         _add_request_id,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _mask_secrets,
-{%- if use_sentry %}
-        report_to_sentry,
-{%- endif %}
+        *processors,
     ]
     renderer: Processor
     if settings.json_logs:

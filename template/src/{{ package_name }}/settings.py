@@ -1,20 +1,19 @@
-"""Service settings, read from environment variables and ``.env``."""
+"""The core settings, read from environment variables and ``.env``.
+
+Each feature adds its own in a mixin of ``Settings`` in its module (its fields, their
+validation, and what production refuses or warns about). service.py combines the
+core's and every feature's into one model, read once: a bad value of any of them is
+reported by its env var name with all the others.
+"""
 
 import json
-from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-{% if use_rate_limiting -%}
-from limits import parse_many
-{% endif -%}
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "test", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-{%- if use_rate_limiting %}
-RateLimitStrategy = Literal["sliding-window-counter", "fixed-window", "moving-window"]
-{%- endif %}
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./local.db"
 MIN_SECRET_KEY_LENGTH = 32
@@ -36,7 +35,7 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
-    """Every setting of the service. Env names are the field names in upper case."""
+    """The settings of the core. Env names are the field names in upper case."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -53,45 +52,20 @@ class Settings(BaseSettings):
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_pool_ping_idle_seconds: float = Field(default=1.0, ge=0)
     db_connect_timeout: float = Field(default=5.0, gt=0)
-{%- if uses_redis %}
-
-    redis_url: str | None = None
-    redis_socket_timeout: float = Field(default=0.5, gt=0)
-{%- endif %}
-{%- if use_job_queue %}
-
-    job_queue_name: str = "{{ project_slug }}:jobs"
-    job_max_tries: int = Field(default=3, ge=1)
-    job_timeout: float = Field(default=300.0, gt=0)
-    job_keep_result: float = Field(default=3600.0, ge=0)
-    worker_max_jobs: int = Field(default=10, ge=1)
-{%- endif %}
 
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "console"] | None = None
-{%- if use_sentry %}
-
-    sentry_dsn: SecretStr | None = None
-    sentry_release: str | None = None
-    sentry_traces_sample_rate: float | None = Field(default=None, ge=0, le=1)
-    sentry_profiles_sample_rate: float = Field(default=0.0, ge=0, le=1)
-{%- endif %}
 
     cors_origins: Annotated[list[str], NoDecode] = []
     docs_enabled: bool | None = None
     max_request_body_bytes: int = Field(default=1_048_576, ge=1)
-{%- if use_health_checks %}
 
-    health_check_timeout: float = Field(default=1.0, gt=0)
-{%- endif %}
-{%- if use_rate_limiting %}
-
-    rate_limit_enabled: bool = True
-    rate_limit_default: str = "60/minute;1000/hour"
-    rate_limit_strategy: RateLimitStrategy = "sliding-window-counter"
-    rate_limit_key_prefix: str = "{{ project_slug }}:rate-limit"
-    rate_limit_fail_open: bool = True
-{%- endif %}
+    @classmethod
+    def of(cls, settings: "Settings") -> Self:
+        """The service's settings as this mixin: they include every feature's."""
+        if not isinstance(settings, cls):
+            raise TypeError(f"these settings have no {cls.__name__} fields")
+        return settings
 
     @field_validator("database_url")
     @classmethod
@@ -101,27 +75,6 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+asyncpg://" + value.removeprefix(prefix)
         return value
-{%- if uses_redis %}
-
-    @field_validator("redis_url")
-    @classmethod
-    def _check_redis_scheme(cls, value: str | None) -> str | None:
-        """Treat an empty value as unset; otherwise require a Redis URL."""
-        if not value:
-            return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value
-{%- endif %}
-{%- if use_rate_limiting %}
-
-    @field_validator("rate_limit_default")
-    @classmethod
-    def _parse_rate_limits(cls, value: str) -> str:
-        """Refuse limits that `limits` cannot read, such as "60/minit"."""
-        parse_many(value)
-        return value
-{%- endif %}
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -160,7 +113,10 @@ class Settings(BaseSettings):
         return self.docs_enabled
 
     def startup_problems(self) -> list[str]:
-        """Problems that stop the service from starting in this environment."""
+        """Problems that stop the service from starting in this environment.
+
+        A feature's mixin extends the list: ``[*super().startup_problems(), ...]``.
+        """
         if not self.is_production:
             return []
         problems = []
@@ -178,14 +134,10 @@ class Settings(BaseSettings):
             problems.append("CORS_ORIGINS: must list origins, not '*', in production")
         if self.uses_sqlite:
             problems.append("DATABASE_URL: SQLite is not allowed in production")
-{%- if use_job_queue %}
-        if self.redis_url is None:
-            problems.append("REDIS_URL: the job queue needs Redis in production")
-{%- endif %}
         return problems
 
     def startup_warnings(self) -> list[str]:
-        """Settings that work but are unwise in this environment."""
+        """Settings that work but are unwise in this environment (extended likewise)."""
         if not self.is_production:
             return []
         warnings = []
@@ -193,24 +145,13 @@ class Settings(BaseSettings):
             warnings.append("LOG_LEVEL: DEBUG in production is verbose and costly")
         if not self.json_logs:
             warnings.append("LOG_FORMAT: use json in production")
-{%- if use_sentry %}
-        if not self.sentry_dsn:
-            warnings.append("SENTRY_DSN: not set, so errors are not reported to Sentry")
-{%- endif %}
-{%- if use_rate_limiting %}
-        if self.rate_limit_enabled and self.redis_url is None:
-            warnings.append(
-                "RATE_LIMIT_ENABLED: without REDIS_URL each process counts on its"
-                " own, so a client gets the limit once per process"
-            )
-{%- endif %}
         return warnings
 
 
-def load_settings() -> Settings:
-    """Read the settings, turning validation errors into a :class:`ConfigError`."""
+def read_settings(model: type[Settings]) -> Settings:
+    """Read ``model`` from the environment; a ConfigError names each value at fault."""
     try:
-        return Settings()
+        return model()
     except ValidationError as error:
         raise ConfigError(
             [
@@ -218,8 +159,3 @@ def load_settings() -> Settings:
                 for issue in error.errors()
             ]
         ) from None
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return load_settings()

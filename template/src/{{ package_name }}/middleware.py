@@ -6,26 +6,19 @@ import secrets
 import time
 import traceback
 import uuid
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from asgi_correlation_id import CorrelationIdMiddleware
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-{% if use_health_checks -%}
-from .health import PROBE_PATHS
-{% endif -%}
+from .feature import RequestObserver, Service
 from .logs import get_logger
-{%- if use_health_checks %}
-from .metrics import MetricsMiddleware
-{%- endif %}
+from .paths import DOCS_PAGES, route_path
 from .problems import problem_response
-{%- if use_rate_limiting %}
-from .rate_limiting import RateLimitMiddleware
-{%- endif %}
-from .settings import Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -43,11 +36,11 @@ DOCS_CSP = (
 )
 HSTS = "max-age=63072000; includeSubDomains"
 
-Headers = list[tuple[bytes, bytes]]
 
-
-def build_middleware(settings: Settings, docs_paths: Iterable[str]) -> list[Middleware]:
-    """The middleware stack, outermost first."""
+def build_middleware(service: Service) -> list[Middleware]:
+    """The middleware stack, outermost first: the core's, then the features'."""
+    settings = service.settings
+    observers = [o for f in service.features for o in f.request_observers(service)]
     stack = [
         Middleware(
             CorrelationIdMiddleware,
@@ -57,13 +50,14 @@ def build_middleware(settings: Settings, docs_paths: Iterable[str]) -> list[Midd
             # The ID is read from `correlation_id`, never from the request headers.
             update_request_header=False,
         ),
-        Middleware(AccessLogMiddleware),
-{%- if use_health_checks %}
-        Middleware(MetricsMiddleware, skip_paths=PROBE_PATHS),
-{%- endif %}
+        Middleware(
+            RequestLogMiddleware,
+            observers=observers,
+            quiet_paths=service.infrastructure_paths,
+        ),
         Middleware(
             SecurityHeadersMiddleware,
-            docs_paths=frozenset(docs_paths),
+            docs_paths=DOCS_PAGES,
             hsts=settings.is_production,
         ),
         Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes),
@@ -82,11 +76,9 @@ def build_middleware(settings: Settings, docs_paths: Iterable[str]) -> list[Midd
                 expose_headers=[REQUEST_ID_HEADER],
             )
         )
-{%- if use_rate_limiting %}
-    if settings.rate_limit_enabled:
-        # Inside CORS, request IDs and security headers: a 429 carries them all.
-        stack.append(Middleware(RateLimitMiddleware))
-{%- endif %}
+    # Inside CORS, request IDs and security headers: a 429 carries them all.
+    for feature in service.features:
+        stack += feature.middleware(service)
     return stack
 
 
@@ -100,11 +92,23 @@ def is_safe_request_id(value: str) -> bool:
     return SAFE_REQUEST_ID.fullmatch(value) is not None
 
 
-class AccessLogMiddleware:
-    """Log one line per request and add ``X-Process-Time`` (milliseconds)."""
+class RequestLogMiddleware:
+    """Time each request once: add ``X-Process-Time`` (milliseconds), log one line,
+    and report the status and duration to the observers (the metrics).
 
-    def __init__(self, app: ASGIApp) -> None:
+    Requests to ``quiet_paths`` (probes, scrapes, docs) are logged at DEBUG, not INFO,
+    and not observed.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        observers: Sequence[RequestObserver] = (),
+        quiet_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
+        self.observers = tuple(observers)
+        self.quiet_paths = quiet_paths
         self.log = get_logger(f"{__name__}.access").bind()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -113,24 +117,27 @@ class AccessLogMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        quiet = route_path(scope) in self.quiet_paths
+        observers = () if quiet else self.observers
+        for observer in observers:
+            observer.request_started(scope)
 
         async def send_with_timing(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 elapsed_ms = (time.perf_counter() - start) * 1000
-                _append_headers(message, [(b"x-process-time", b"%.2f" % elapsed_ms)])
+                headers = MutableHeaders(scope=message)
+                headers.append("x-process-time", f"{elapsed_ms:.2f}")
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_timing)
         finally:
-{%- if use_health_checks %}
-            # Probes arrive every few seconds: log them at DEBUG, not INFO.
-            level = logging.DEBUG if scope["path"] in PROBE_PATHS else logging.INFO
-{%- else %}
-            level = logging.INFO
-{%- endif %}
+            seconds = time.perf_counter() - start
+            for observer in observers:
+                observer.request_finished(scope, status, seconds)
+            level = logging.DEBUG if quiet else logging.INFO
             if self.log.isEnabledFor(level):
                 client = scope.get("client")
                 self.log.log(
@@ -139,7 +146,7 @@ class AccessLogMiddleware:
                     method=scope["method"],
                     path=scope["path"],
                     status=status,
-                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                    duration_ms=round(seconds * 1000, 2),
                     client=client[0] if client else None,
                 )
 
@@ -150,30 +157,37 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, docs_paths: frozenset[str], hsts: bool) -> None:
         self.app = app
         self.docs_paths = docs_paths
-        common: Headers = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"),
-            (b"referrer-policy", b"no-referrer"),
-        ]
+        common = {
+            "x-content-type-options": "nosniff",
+            "x-frame-options": "DENY",
+            "referrer-policy": "no-referrer",
+        }
         if hsts:
-            common.append((b"strict-transport-security", HSTS.encode()))
-        self.api_headers = [*common, (b"content-security-policy", API_CSP.encode())]
-        self.docs_headers = [*common, (b"content-security-policy", DOCS_CSP.encode())]
+            common["strict-transport-security"] = HSTS
+        self.api_headers = common | {"content-security-policy": API_CSP}
+        self.docs_headers = common | {"content-security-policy": DOCS_CSP}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = (
-            self.docs_headers if scope["path"] in self.docs_paths else self.api_headers
-        )
+        docs = route_path(scope) in self.docs_paths
+        extra = self.docs_headers if docs else self.api_headers
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                _append_headers(message, extra)
+                MutableHeaders(scope=message).update(extra)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BodyTooLarge(HTTPException):
+    """A chunked request body went over the limit while the app read it.
+
+    An HTTPException, so that FastAPI lets it through as it reads a body, and the
+    app's handlers answer it as any other 413.
+    """
 
 
 class BodySizeLimitMiddleware:
@@ -192,7 +206,7 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared = _content_length(Headers(scope=scope))
         if declared is not None:
             if declared > self.max_bytes:
                 await problem_response(413, self.detail)(scope, receive, send)
@@ -200,6 +214,7 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         received = 0
+        response_started = False
 
         async def receive_within_limit() -> Message:
             nonlocal received
@@ -207,10 +222,22 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise HTTPException(413, self.detail)
+                    raise BodyTooLarge(413, self.detail)
             return message
 
-        await self.app(scope, receive_within_limit, send)
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive_within_limit, send_tracking_start)
+        except BodyTooLarge:
+            if response_started:
+                raise
+            # An app without handlers for it (none of the service's routes).
+            await problem_response(413, self.detail)(scope, receive, send)
 
 
 class UnhandledErrorMiddleware:
@@ -254,16 +281,6 @@ class UnhandledErrorMiddleware:
         return "An unexpected error occurred."
 
 
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
-
-
-def _append_headers(message: Message, extra: Headers) -> None:
-    headers = message.setdefault("headers", [])
-    if isinstance(headers, list):
-        headers.extend(extra)
-    else:
-        message["headers"] = [*headers, *extra]
+def _content_length(headers: Headers) -> int | None:
+    value = headers.get("content-length")
+    return int(value) if value is not None and value.isdigit() else None

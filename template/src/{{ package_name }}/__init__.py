@@ -1,1 +1,0 @@
-"""The service: app factory, settings, command line and resources."""

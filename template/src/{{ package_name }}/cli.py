@@ -1,0 +1,92 @@
+"""The command line: serve, check-config and migrate, and the features' commands."""
+
+import argparse
+from collections.abc import Sequence
+from importlib.metadata import metadata
+
+from . import DISTRIBUTION
+from .feature import Commands, Service, echo
+from .service import FEATURES, load_settings
+from .settings import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=DISTRIBUTION, description=metadata(DISTRIBUTION)["Summary"]
+    )
+    commands = Commands(parser)
+    serve = commands.add("serve", "run the API server (uvicorn)", run_server)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--reload", action="store_true", help="restart on code changes")
+    check = "validate the settings for the current ENVIRONMENT"
+    commands.add("check-config", check, check_config)
+    commands.add("migrate", "apply pending database migrations", migrate)
+    for feature in FEATURES:
+        feature.add_commands(commands)
+
+    args = parser.parse_args(argv)
+    service = load_checked_service()
+    if service is None:
+        return 1
+    status: int = args.run(args, service)
+    return status
+
+
+def load_checked_service() -> Service | None:
+    """The service with its settings; print every problem and return None if invalid."""
+    try:
+        settings = load_settings()
+        problems = settings.startup_problems()
+    except ConfigError as error:
+        problems = error.problems
+    if problems:
+        echo("Configuration is invalid:", error=True)
+        for problem in problems:
+            echo(f"  {problem}", error=True)
+        return None
+    return Service(settings, FEATURES)
+
+
+def check_config(args: argparse.Namespace, service: Service) -> int:
+    for warning in service.settings.startup_warnings():
+        echo(f"warning: {warning}", error=True)
+    echo(f"Configuration is valid for {service.settings.environment}.")
+    return 0
+
+
+def migrate(args: argparse.Namespace, service: Service) -> int:
+    from .logs import configure_logging
+    from .migrations import upgrade
+
+    configure_logging(service.settings)
+    upgrade(service.settings.database_url)
+    return 0
+
+
+def run_server(args: argparse.Namespace, service: Service) -> int:
+    import uvicorn
+
+    from .logs import configure_logging
+    from .migrations import upgrade
+
+    settings = service.settings
+    configure_logging(settings)
+    if settings.environment == "development" and settings.uses_sqlite:
+        upgrade(settings.database_url)  # The one-command local start needs a schema.
+    for feature in service.features:
+        feature.prepare_server(args.workers)
+    uvicorn.run(
+        f"{__package__}.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        reload=args.reload,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0

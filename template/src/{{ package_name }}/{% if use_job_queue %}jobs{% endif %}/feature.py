@@ -1,0 +1,69 @@
+"""The job queue as a feature: its settings, routes, queue, health check and worker."""
+
+import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.datastructures import State
+
+from ..api import API_PREFIX
+from ..feature import Commands, Feature, HealthCheck, Service, echo
+from ..redis_client import SharedRedis, get_redis
+from .models import ItemResult
+from .queue import JobQueue
+from .router import router
+from .settings import JobSettings
+from .worker import create_job_queue, run_worker
+
+
+async def count_queued_jobs(state: State) -> dict[str, int]:
+    """Reach Redis through the job queue, and report the jobs waiting or running."""
+    queue: JobQueue = state.job_queue
+    return {"queued_jobs": await queue.depth()}
+
+
+def worker(args: argparse.Namespace, service: Service) -> int:
+    """The ``worker`` command."""
+    settings = JobSettings.of(service.settings)
+    if settings.redis_url is None:
+        echo("REDIS_URL is not set: the worker needs Redis.", error=True)
+        return 1
+    service.configure_process()
+    run_worker(settings)
+    return 0
+
+
+class BackgroundJobs(Feature):
+    """Jobs queued by the API and run by ARQ workers, or in process without Redis."""
+
+    settings = (JobSettings,)
+    requires = (SharedRedis,)
+    models = (ItemResult,)
+    libraries = ("arq",)
+
+    def install(self, app: FastAPI, service: Service) -> None:
+        app.include_router(router, prefix=API_PREFIX)
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        settings = JobSettings.of(app.state.settings)
+        app.state.job_queue = queue = create_job_queue(
+            settings, app.state.database, get_redis(app)
+        )
+        try:
+            yield
+        finally:
+            await queue.close()
+
+    def health_checks(self, service: Service) -> list[HealthCheck]:
+        if JobSettings.of(service.settings).redis_url is None:
+            return []
+        # Hard: without Redis no job can be queued or looked up.
+        check = HealthCheck(
+            name="job_queue", type="arq", probe=count_queued_jobs, hard=True
+        )
+        return [check]
+
+    def add_commands(self, commands: Commands) -> None:
+        commands.add("worker", "run the background job worker", worker)
