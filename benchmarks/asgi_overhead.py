@@ -138,7 +138,7 @@ def build_variant(variant: str) -> Callable[[], Any]:
 
         return bare
     main_module = importlib.import_module(f"{PACKAGE}.main")
-    settings_module = importlib.import_module(f"{PACKAGE}.settings")
+    service_module = importlib.import_module(f"{PACKAGE}.service")
     original = main_module.build_middleware
     without = variant.removeprefix("without:") if variant.startswith("without:") else None
 
@@ -151,7 +151,7 @@ def build_variant(variant: str) -> Callable[[], Any]:
     def service() -> Any:
         main_module.build_middleware = middleware
         try:
-            return main_module.create_app(settings_module.Settings())
+            return main_module.create_app(service_module.load_settings())
         finally:
             main_module.build_middleware = original
 
@@ -275,9 +275,11 @@ def main() -> int:
         return run_one(args)
 
     configure_environment(args)
-    settings_module = importlib.import_module(f"{PACKAGE}.settings")
+    service_module = importlib.import_module(f"{PACKAGE}.service")
+    feature_module = importlib.import_module(f"{PACKAGE}.feature")
     main_module = importlib.import_module(f"{PACKAGE}.main")
-    layers = [m.cls.__name__ for m in main_module.build_middleware(settings_module.Settings(), docs_paths=())]
+    service = feature_module.Service(service_module.load_settings(), service_module.FEATURES)
+    layers = [m.cls.__name__ for m in main_module.build_middleware(service)]
     variants = ["bare", "service", "none", *(f"without:{name}" for name in layers)]
     samples: dict[str, list[float]] = {v: [] for v in variants}
     statuses: dict[str, int] = {}

@@ -55,10 +55,11 @@ Settings of every service run (stated again in the output):
 * RATE_LIMIT_DEFAULT=1000000/minute;100000000/hour: two limits, the shape of the
   default (60/minute;1000/hour), high enough that the runs measure the limiter's cost
   and never a 429.
-* POST /api/v1/items has its own limit, `rate_limit("10/minute")`, written in the
-  router and not configurable. The benchmark rewrites it to 1000000/minute in its own
-  rendered copy (never in template/), so that POST measures the route limit's cost
-  rather than 429s; the output says so.
+* POST /api/v1/items has the default limits only. A service rendered before the
+  features plugged in had its own `rate_limit("10/minute")` on it, written in the router;
+  for such a render (a `--patch` base or an older checkout), the benchmark rewrites it
+  to 1000000/minute in its own copy (never in template/), so that POST measures the
+  route limit's cost rather than 429s, and says so.
 
 The servers are started with their console script (`orders-service serve --workers 1`)
 or `python -m uvicorn` straight from the project's virtual environment, not through

@@ -34,12 +34,12 @@ from typing import Any
 AREAS: tuple[tuple[str, str], ...] = (
     ("rate limiter (limits, rate_limiting.py)", r"[(/]limits/|rate_limiting\.py"),
     (
-        "metrics (MetricsMiddleware, prometheus_client)",
-        r"MetricsMiddleware|[(/]prometheus_client/|/metrics\.py",
+        "metrics (RequestMetrics, prometheus_client)",
+        r"RequestMetrics|[(/]prometheus_client/|/metrics\.py",
     ),
     (
-        "access log (AccessLogMiddleware, structlog, logging, JSON)",
-        r"AccessLogMiddleware|[(/]structlog/|[(/]logging/|[(/]json/|/logs\.py|/masking\.py",
+        "access log (RequestLogMiddleware, structlog, logging, JSON)",
+        r"RequestLogMiddleware|[(/]structlog/|[(/]logging/|[(/]json/|/logs\.py|/masking\.py",
     ),
     ("request ID (asgi_correlation_id)", r"[(/]asgi_correlation_id/"),
     ("other template middleware (middleware.py)", r"_service/middleware\.py"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +32,96 @@ from harness import (
 RenderProject = Callable[..., Path]
 
 
-# Every rule a validator in copier.yml enforces, as (question, phrase of its message).
-# Each has a test below that provokes it; test_every_validator_rule_has_a_test fails
-# when copier.yml gains a rule that is not listed here.
-RULES = {
-    ("project_name", "must not be empty"),
-    ("project_name", "must be at most 50 characters"),
-    ("project_name", "must not contain quotes or backslashes"),
-    ("project_slug", "must start with a lowercase letter"),
-    ("project_slug", "must be at most 40 characters"),
-    ("package_name", "must be a valid Python identifier"),
-    ("package_name", "must be at most 40 characters"),
-    ("package_name", "is a Python keyword"),
-    ("package_name", "would shadow the standard library or a dependency"),
-    ("description", "must not contain quotes or backslashes"),
-    ("author_name", "must not be empty"),
-    ("author_email", "must be an email address"),
-}
+@dataclass(frozen=True)
+class Rule:
+    """A rule of a validator in copier.yml, and answers that break it.
+
+    ``message`` is the phrase the refusal must hold ({answer} stands for the answer);
+    ``quotes_answer``: the refusal also says which answer it got; ``also``: other
+    answers the case needs, so that this rule is the one that fires.
+    """
+
+    question: str
+    message: str
+    bad: tuple[str, ...]
+    quotes_answer: bool = False
+    also: tuple[tuple[str, str], ...] = ()
+
+
+# Every rule the validators of copier.yml enforce. test_every_validator_rule_is_in_the_table
+# fails when copier.yml gains a rule that is not listed here.
+RULES = (
+    Rule("project_name", "must not be empty", ("", "   ")),
+    Rule(
+        "project_name",
+        "must be at most 50 characters",
+        ("x" * 51,),
+        also=(("project_slug", "orders-service"),),
+    ),
+    Rule(
+        "project_name",
+        "must not contain quotes or backslashes",
+        ('Orders "Prime" Service', "Orders\\Service"),
+    ),
+    Rule(
+        "project_slug",
+        "must start with a lowercase letter",
+        (
+            "Orders-Service",
+            "orders_service",
+            "1orders",
+            "-orders",
+            "orders-",
+            "orders--service",
+            "orders service",
+        ),
+        quotes_answer=True,
+    ),
+    Rule(
+        "project_slug",
+        "must be at most 40 characters",
+        ("o" * 41,),
+        also=(("package_name", "orders_service"),),
+    ),
+    Rule(
+        "package_name",
+        "must be a valid Python identifier",
+        ("orders-service", "Orders", "1orders", "orders.service", "orders service"),
+        quotes_answer=True,
+    ),
+    Rule("package_name", "must be at most 40 characters", ("o" * 41,)),
+    Rule(
+        "package_name",
+        '"{answer}" is a Python keyword',
+        ("class", "async", "import", "lambda"),
+    ),
+    Rule(
+        "package_name",
+        '"{answer}" would shadow the standard library or a dependency',
+        (
+            *("json", "asyncio", "logging", "tomllib", "typing"),  # the standard library
+            *("fastapi", "sqlalchemy", "pydantic", "alembic", "uvicorn"),  # dependencies
+            *("src", "tests", "migrations", "docs"),  # the project's folders
+        ),
+    ),
+    Rule(
+        "description",
+        "must not contain quotes or backslashes",
+        ('A "quoted" service', "A back\\slash"),
+    ),
+    Rule("author_name", "must not be empty", ("", "  ")),
+    Rule(
+        "author_email",
+        "must be an email address",
+        ("team", "team@example", "@example.com", "team@@example.com", "te am@example.com"),
+        quotes_answer=True,
+    ),
+)
+CASES = [
+    pytest.param(rule, answer, id=f"{rule.question}: {rule.message.format(answer=answer)} ({answer!r})")
+    for rule in RULES
+    for answer in rule.bad
+]
 
 
 def validator_messages(question: str, validator: str) -> list[str]:
@@ -75,97 +149,17 @@ def assert_names_question(message: str, question: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Validators: one rule per test
+# Validators: every rule of the table, with each of its bad answers
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["", "   "])
-def test_project_name_must_not_be_empty(tmp_path: Path, name: str) -> None:
-    message = rejection(tmp_path, project_name=name)
-    assert_names_question(message, "project_name")
-    assert "must not be empty" in message
-
-
-def test_project_name_must_be_at_most_50_characters(tmp_path: Path) -> None:
-    message = rejection(tmp_path, project_name="x" * 51, project_slug="orders-service")
-    assert_names_question(message, "project_name")
-    assert "must be at most 50 characters" in message
-
-
-@pytest.mark.parametrize("name", ['Orders "Prime" Service', "Orders\\Service"])
-def test_project_name_must_not_contain_quotes_or_backslashes(tmp_path: Path, name: str) -> None:
-    message = rejection(tmp_path, project_name=name)
-    assert_names_question(message, "project_name")
-    assert "must not contain quotes or backslashes" in message
-
-
-@pytest.mark.parametrize(
-    "slug",
-    [
-        "Orders-Service",
-        "orders_service",
-        "1orders",
-        "-orders",
-        "orders-",
-        "orders--service",
-        "orders service",
-    ],
-)
-def test_project_slug_must_be_lowercase_words_joined_by_single_hyphens(tmp_path: Path, slug: str) -> None:
-    message = rejection(tmp_path, project_slug=slug)
-    assert_names_question(message, "project_slug")
-    assert "must start with a lowercase letter" in message
-    assert f'(got "{slug}")' in message
-
-
-def test_project_slug_must_be_at_most_40_characters(tmp_path: Path) -> None:
-    message = rejection(tmp_path, project_slug="o" * 41, package_name="orders_service")
-    assert_names_question(message, "project_slug")
-    assert "must be at most 40 characters" in message
-
-
-@pytest.mark.parametrize(
-    "package", ["orders-service", "Orders", "1orders", "orders.service", "orders service"]
-)
-def test_package_name_must_be_a_lowercase_identifier(tmp_path: Path, package: str) -> None:
-    message = rejection(tmp_path, package_name=package)
-    assert_names_question(message, "package_name")
-    assert "must be a valid Python identifier" in message
-    assert f'(got "{package}")' in message
-
-
-def test_package_name_must_be_at_most_40_characters(tmp_path: Path) -> None:
-    message = rejection(tmp_path, package_name="o" * 41)
-    assert_names_question(message, "package_name")
-    assert "must be at most 40 characters" in message
-
-
-@pytest.mark.parametrize("keyword", ["class", "async", "import", "lambda"])
-def test_package_name_must_not_be_a_python_keyword(tmp_path: Path, keyword: str) -> None:
-    message = rejection(tmp_path, package_name=keyword)
-    assert_names_question(message, "package_name")
-    assert f'"{keyword}" is a Python keyword' in message
-
-
-@pytest.mark.parametrize("module", ["json", "asyncio", "logging", "tomllib", "typing"])
-def test_package_name_must_not_shadow_the_standard_library(tmp_path: Path, module: str) -> None:
-    message = rejection(tmp_path, package_name=module)
-    assert_names_question(message, "package_name")
-    assert f'"{module}" would shadow the standard library or a dependency' in message
-
-
-@pytest.mark.parametrize("dependency", ["fastapi", "sqlalchemy", "pydantic", "alembic", "uvicorn"])
-def test_package_name_must_not_shadow_a_dependency(tmp_path: Path, dependency: str) -> None:
-    message = rejection(tmp_path, package_name=dependency)
-    assert_names_question(message, "package_name")
-    assert f'"{dependency}" would shadow the standard library or a dependency' in message
-
-
-@pytest.mark.parametrize("folder", ["src", "tests", "migrations", "docs"])
-def test_package_name_must_not_shadow_a_project_folder(tmp_path: Path, folder: str) -> None:
-    message = rejection(tmp_path, package_name=folder)
-    assert_names_question(message, "package_name")
-    assert f'"{folder}" would shadow' in message
+@pytest.mark.parametrize(("rule", "answer"), CASES)
+def test_a_bad_answer_is_refused_with_its_rule(tmp_path: Path, rule: Rule, answer: str) -> None:
+    message = rejection(tmp_path, **dict(rule.also), **{rule.question: answer})
+    assert_names_question(message, rule.question)
+    assert rule.message.format(answer=answer) in message
+    if rule.quotes_answer:
+        assert f'(got "{answer}")' in message
 
 
 def test_a_slug_that_derives_a_forbidden_package_name_is_rejected(tmp_path: Path) -> None:
@@ -175,30 +169,6 @@ def test_a_slug_that_derives_a_forbidden_package_name_is_rejected(tmp_path: Path
     assert '"fastapi" would shadow' in message
 
 
-@pytest.mark.parametrize("description", ['A "quoted" service', "A back\\slash"])
-def test_description_must_not_contain_quotes_or_backslashes(tmp_path: Path, description: str) -> None:
-    message = rejection(tmp_path, description=description)
-    assert_names_question(message, "description")
-    assert "must not contain quotes or backslashes" in message
-
-
-@pytest.mark.parametrize("name", ["", "  "])
-def test_author_name_must_not_be_empty(tmp_path: Path, name: str) -> None:
-    message = rejection(tmp_path, author_name=name)
-    assert_names_question(message, "author_name")
-    assert "must not be empty" in message
-
-
-@pytest.mark.parametrize(
-    "email", ["team", "team@example", "@example.com", "team@@example.com", "te am@example.com"]
-)
-def test_author_email_must_be_an_email_address(tmp_path: Path, email: str) -> None:
-    message = rejection(tmp_path, author_email=email)
-    assert_names_question(message, "author_email")
-    assert "must be an email address" in message
-    assert f'(got "{email}")' in message
-
-
 @pytest.mark.parametrize("version", ["3.10", "3.14", "3", "latest"])
 def test_python_version_must_be_one_of_the_choices(tmp_path: Path, version: str) -> None:
     message = rejection(tmp_path, python_version=version)
@@ -206,23 +176,28 @@ def test_python_version_must_be_one_of_the_choices(tmp_path: Path, version: str)
     assert "Invalid choice" in message
 
 
-def test_every_validator_rule_has_a_test() -> None:
+def rule_phrase(rule: Rule) -> str:
+    """The rule's message as validator_messages() gives it: values are shown as *."""
+    return rule.message.replace("{answer}", "*")
+
+
+def test_every_validator_rule_is_in_the_table() -> None:
     untested = []
     for question, spec in asked_questions().items():
         for message in validator_messages(question, str(spec.get("validator", ""))):
-            if not any(q == question and phrase in message for q, phrase in RULES):
+            if not any(r.question == question and rule_phrase(r) in message for r in RULES):
                 untested.append(f"{question}: {message}")
-    assert not untested, f"validator rules in copier.yml with no test in {__name__}: {untested}"
+    assert not untested, f"validator rules in copier.yml missing from RULES: {untested}"
 
 
-def test_every_rule_listed_here_exists_in_copier_yml() -> None:
+def test_every_rule_of_the_table_exists_in_copier_yml() -> None:
     messages = {
         (question, message)
         for question, spec in asked_questions().items()
         for message in validator_messages(question, str(spec.get("validator", "")))
     }
-    stale = [rule for rule in RULES if not any(q == rule[0] and rule[1] in m for q, m in messages)]
-    assert not stale, f"rules no validator in copier.yml produces: {sorted(stale)}"
+    stale = [r for r in RULES if not any(q == r.question and rule_phrase(r) in m for q, m in messages)]
+    assert not stale, f"rules no validator in copier.yml produces: {stale}"
 
 
 # ---------------------------------------------------------------------------
