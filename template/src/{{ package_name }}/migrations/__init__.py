@@ -1,4 +1,8 @@
-"""Alembic migrations, shipped inside the package so they run from any directory."""
+"""Alembic migrations, shipped inside the package so they run from any directory.
+
+The core's tables, and yours, are the "main" branch; a feature with tables of its own
+keeps them in a branch of its own. ``upgrade`` applies every branch.
+"""
 
 from pathlib import Path
 
@@ -14,7 +18,7 @@ def alembic_config(database_url: str | None = None) -> Config:
     return config
 
 
-def upgrade(database_url: str | None = None, revision: str = "head") -> None:
+def upgrade(database_url: str | None = None, revision: str = "heads") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 

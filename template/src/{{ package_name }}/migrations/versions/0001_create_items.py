@@ -1,4 +1,4 @@
-"""Create the items table.
+"""Create the items table: the root of the main branch, where your migrations go.
 
 Revision ID: 0001
 Revises:
@@ -12,7 +12,7 @@ from alembic import op
 
 revision: str = "0001"
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("main",)
 depends_on: str | Sequence[str] | None = None
 
 
