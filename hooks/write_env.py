@@ -9,7 +9,7 @@ with the new project as the working directory (see ``_tasks`` in ``copier.yml``)
   characters), and makes the file readable by its owner only;
 * exits with status 1 and says why when ``.env.example`` is missing.
 
-``.env`` is gitignored and listed in ``_skip_if_exists``, so ``copier update`` never
+``.env`` is gitignored and the template has no such file, so ``copier update`` never
 touches it. The script uses only the standard library and runs on Python 3.9 and later.
 An optional argument names the project directory (default: the current directory).
 """

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 
-from harness import ROOT, asked_questions
+from harness import ROOT, asked_questions, copier_config
 
 README = ROOT / "README.md"
 CI_SCRIPT = ROOT / ".ci" / "run"
@@ -47,3 +48,28 @@ def test_no_template_file_is_gitignored() -> None:
     ).stdout.split("\0")
     caches = re.compile(r"(^|/)(__pycache__|\.pytest_cache|\.mypy_cache|\.ruff_cache)/|\.py[cod]$")
     assert [path for path in ignored if path and not caches.search(path)] == []
+
+
+def test_the_quick_start_copies_from_a_path_that_updates_can_find() -> None:
+    section = README.read_text(encoding="utf-8").split("## Generate a service and start it", 1)[1]
+    command = next(line for line in section.splitlines() if line.startswith("uvx copier copy"))
+    source = shlex.split(command)[-2]
+    # shlex leaves "$PWD" as it is: the shell makes it absolute.
+    assert source.startswith(("$PWD/", "/", "gh:", "https://", "git+")), source
+
+
+def test_every_file_setting_of_copier_yml_names_a_file_of_the_template() -> None:
+    settings = copier_config()
+    template = ROOT / settings["_subdirectory"]
+    listed = [*settings.get("_skip_if_exists", []), *settings.get("_exclude", [])]
+    rendered = {
+        p.relative_to(template).as_posix().removesuffix(".jinja") for p in template.rglob("*") if p.is_file()
+    }
+    assert [name for name in listed if name not in rendered] == []
+
+
+def test_every_hook_that_copier_yml_runs_exists() -> None:
+    text = (ROOT / "copier.yml").read_text(encoding="utf-8")
+    hooks = set(re.findall(r"hooks/(\w+\.py)", text))
+    assert hooks, "copier.yml runs no hook"
+    assert sorted(h for h in hooks if not (ROOT / "hooks" / h).is_file()) == []
