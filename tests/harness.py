@@ -295,6 +295,9 @@ _DROPPED_VARIABLES = {
     "FORCE_COLOR",
     "PY_COLORS",
     "CLICOLOR_FORCE",
+    # Set on some CI machines: without bytecode caches, every process a generated
+    # project starts (its server's workers, its CLI) compiles its imports again.
+    "PYTHONDONTWRITEBYTECODE",
 }
 _DROPPED_PREFIXES = ("PYTEST_", "COV_CORE_", "MYPY_")
 
