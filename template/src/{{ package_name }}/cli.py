@@ -1,10 +1,13 @@
-"""The command line: serve, check-config and migrate, and the features' commands."""
+"""The command line: serve, check-config, migrate, backup and restore.
+
+Each feature adds commands of its own (``Feature.add_commands``).
+"""
 
 import argparse
 from collections.abc import Sequence
 from importlib.metadata import metadata
 
-from . import DISTRIBUTION
+from . import DISTRIBUTION, backup
 from .feature import Commands, Service, echo
 from .service import FEATURES, load_settings
 from .settings import ConfigError
@@ -23,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = "validate the settings for the current ENVIRONMENT"
     commands.add("check-config", check, check_config)
     commands.add("migrate", "apply pending database migrations", migrate)
+    backup.add_commands(commands)
     for feature in FEATURES:
         feature.add_commands(commands)
 
