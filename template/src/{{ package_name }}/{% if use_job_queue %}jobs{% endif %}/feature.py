@@ -3,6 +3,7 @@
 import argparse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 
 from fastapi import FastAPI
 from starlette.datastructures import State
@@ -17,10 +18,10 @@ from .settings import JobSettings
 from .worker import create_job_queue, run_worker
 
 
-async def count_queued_jobs(state: State) -> dict[str, int]:
-    """Reach Redis through the job queue, and report the jobs waiting or running."""
+async def check_job_queue(state: State) -> dict[str, int]:
+    """Reach the queue, and report its jobs and workers."""
     queue: JobQueue = state.job_queue
-    return {"queued_jobs": await queue.depth()}
+    return asdict(await queue.stats())
 
 
 def worker(args: argparse.Namespace, service: Service) -> int:
@@ -57,11 +58,12 @@ class BackgroundJobs(Feature):
             await queue.close()
 
     def health_checks(self, service: Service) -> list[HealthCheck]:
-        if JobSettings.of(service.settings).redis_url is None:
-            return []
-        # Hard: without Redis no job can be queued or looked up.
+        # Hard: without it no job can be queued or looked up. Without Redis the
+        # queue is this process's own, and the check reports its jobs all the same.
+        redis_url = JobSettings.of(service.settings).redis_url
+        backend = "in_process" if redis_url is None else "arq"
         check = HealthCheck(
-            name="job_queue", type="arq", probe=count_queued_jobs, hard=True
+            name="job_queue", type=backend, probe=check_job_queue, hard=True
         )
         return [check]
 

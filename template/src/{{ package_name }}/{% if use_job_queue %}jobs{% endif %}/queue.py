@@ -8,6 +8,7 @@ and keeps their state in memory: development with no services, nothing more.
 import asyncio
 import functools
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from uuid import uuid4
 
 import structlog
 from arq import ArqRedis, Retry
-from arq.constants import result_key_prefix
+from arq.constants import health_check_key_suffix, result_key_prefix
 from arq.jobs import Job
 from arq.jobs import JobStatus as ArqStatus
 from arq.typing import WorkerCoroutine
@@ -33,6 +34,23 @@ log = get_logger(__name__)
 JobFunction = Callable[..., Awaitable[Any]]
 PENDING: frozenset[JobStatus] = frozenset({"queued", "in_progress"})
 UNAVAILABLE = "The job queue is unavailable; try again shortly."
+# The failures in the health record each ARQ worker keeps in Redis, in the format
+# ARQ documents: "Mar-01 17:41:22 j_complete=3 j_failed=1 j_retried=0 ...".
+FAILED_JOBS = re.compile(rb"\bj_failed=(\d+)")
+
+
+def heartbeat_key(queue_name: str, worker: str) -> str:
+    """Where a worker keeps its health record: its own key, so none hides another."""
+    return f"{queue_name}{health_check_key_suffix}:{worker}"
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What the health check reports of the queue, and /metrics exports."""
+
+    queued_jobs: int  # Waiting or running.
+    workers: int  # Processes that run the jobs.
+    failed_jobs: int  # Failed since those processes started.
 
 
 class JobQueue(Protocol):
@@ -50,6 +68,9 @@ class JobQueue(Protocol):
 
     async def depth(self) -> int:
         """How many jobs are waiting or running."""
+
+    async def stats(self) -> QueueStats:
+        """The jobs waiting or running, the workers and the jobs that failed."""
 
     async def close(self) -> None:
         """Release what the queue holds, at shutdown."""
@@ -171,6 +192,23 @@ class ArqJobQueue:
         depth: int = await self.redis.zcard(self.queue_name)
         return depth
 
+    async def stats(self) -> QueueStats:
+        """From the queue and the health records of the live workers.
+
+        A worker rewrites its record every few seconds and it expires soon after, so
+        a worker that died stops counting; one that stops cleanly deletes it.
+        """
+        pattern = heartbeat_key(self.queue_name, "*")
+        keys = [key async for key in self.redis.scan_iter(match=pattern)]
+        records: list[bytes | None] = await self.redis.mget(keys) if keys else []
+        live = [record for record in records if record is not None]
+        failed = (FAILED_JOBS.search(record) for record in live)
+        return QueueStats(
+            queued_jobs=await self.depth(),
+            workers=len(live),
+            failed_jobs=sum(int(match[1]) for match in failed if match),
+        )
+
     async def close(self) -> None:
         """Nothing to release: the Redis connections belong to the client's owner."""
 
@@ -222,6 +260,7 @@ class InProcessJobQueue:
         self.max_tries = max_tries
         self.timeout = timeout
         self.keep_result = keep_result
+        self.failed_jobs = 0
         self._runs: dict[str, _Run] = {}
 
     async def enqueue(
@@ -272,6 +311,7 @@ class InProcessJobQueue:
         self, run: _Run, *, result: Any = None, error: str | None = None
     ) -> None:
         run.status = "failed" if error else "complete"
+        self.failed_jobs += error is not None
         run.result, run.error, run.finished_at = result, error, utc_now()
         asyncio.get_running_loop().call_later(self.keep_result, self._forget, run)
 
@@ -285,6 +325,10 @@ class InProcessJobQueue:
 
     async def depth(self) -> int:
         return sum(run.status in PENDING for run in self._runs.values())
+
+    async def stats(self) -> QueueStats:
+        # This process is the one worker.
+        return QueueStats(await self.depth(), workers=1, failed_jobs=self.failed_jobs)
 
     async def close(self) -> None:
         tasks = [run.task for run in self._runs.values() if run.task]

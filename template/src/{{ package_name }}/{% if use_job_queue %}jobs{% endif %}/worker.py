@@ -2,6 +2,8 @@
 
 import asyncio
 import contextlib
+import os
+import socket
 from typing import Any
 
 import arq.worker
@@ -15,6 +17,7 @@ from .queue import (
     InProcessJobQueue,
     JobQueue,
     deserialize,
+    heartbeat_key,
     serialize,
     with_request_id,
 )
@@ -26,6 +29,9 @@ JOBS = {job.__name__: with_request_id(job) for job in (process_item,)}
 # On SIGTERM a worker takes no new jobs and gives the running ones this long to finish;
 # it then cancels the rest, which go back to the queue for another worker.
 SHUTDOWN_GRACE_SECONDS = 25
+# How often a worker rewrites its health record; the API counts the live workers from
+# these records, so a worker that died stops counting this many seconds later.
+HEARTBEAT_SECONDS = 10
 
 
 def create_job_queue(
@@ -74,6 +80,10 @@ def create_worker(settings: JobSettings, **options: Any) -> Worker:
         "keep_result": settings.job_keep_result,
         "max_tries": settings.job_max_tries,
         "job_completion_wait": SHUTDOWN_GRACE_SECONDS,
+        "health_check_interval": HEARTBEAT_SECONDS,
+        "health_check_key": heartbeat_key(
+            settings.job_queue_name, f"{socket.gethostname()}:{os.getpid()}"
+        ),
         "job_serializer": serialize,
         "job_deserializer": deserialize,
         "ctx": {"database": database},
