@@ -52,6 +52,8 @@ ALLOWED_TEMPLATE_MARKERS: tuple[tuple[str, str], ...] = (
     # GitHub Actions expressions: ${{ github.ref }}
     (".github/workflows/*.yml", r"\$\{\{"),
     (".github/workflows/*.yaml", r"\$\{\{"),
+    # Prometheus alert templates: {{ $labels.instance }}, {{ $value }}
+    ("deploy/monitoring/*.yml", r"\{\{ \$"),
 )
 # Files that are empty on purpose (PEP 561 marker).
 ALLOWED_EMPTY_FILES: frozenset[str] = frozenset({"py.typed"})

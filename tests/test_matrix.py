@@ -14,9 +14,10 @@ step with its output:
     ruff    uv run ruff check .
     format  uv run ruff format --check .
     mypy    uv run mypy     (with a mypy cache shared by the combinations of one worker)
-    pytest  uv run pytest   (plus the pytest_args of the toggles that are on, with
-            TEST_DATABASE_URL / TEST_REDIS_URL passed through); a skipped test fails
-            the step: the suite provides every service, so every test must run
+    pytest  uv run pytest --cov   (plus the pytest_args of the toggles that are on,
+            with TEST_DATABASE_URL / TEST_REDIS_URL passed through): the command of
+            the generated CI, coverage gate included; a skipped test fails the step:
+            the suite provides every service, so every test must run
 
 The seconds of each step are printed in a table at the end of the run.
 """
@@ -198,7 +199,7 @@ def test_combination_renders_cleanly_and_passes_its_quality_gates(
         mypy_env = env if mypy_cache_dir is None else {**env, "MYPY_CACHE_DIR": str(mypy_cache_dir)}
         steps.run("mypy", ["uv", "run", "mypy"], project, env=mypy_env)
         report = tmp_path / "pytest.xml"
-        tests = ["uv", "run", "pytest", *pytest_args(combination), f"--junitxml={report}"]
+        tests = ["uv", "run", "pytest", "--cov", *pytest_args(combination), f"--junitxml={report}"]
         result = steps.run("pytest", tests, project, env=env, timeout=1200)
         if result.returncode == 0 and (skipped := skipped_tests(report)):
             steps.fail("pytest", "tests were skipped, which is no pass:\n" + "\n".join(skipped))

@@ -1,0 +1,242 @@
+"""The load test of a generated service, run for real.
+
+A project with every feature on is rendered and installed with its `load` dependency
+group. It is served on PostgreSQL and Redis as two real processes, `serve` and the job
+`worker`: on a database of this module's own (created, migrated, and dropped at the
+end) and under Redis keys of its own (the rate limiter's and the job queue's prefixes,
+deleted at the end), with the rate limit raised as loadtests/README.md says. The command
+the README documents then runs for a few seconds with a handful of users, and its
+reports must show no failure and every kind of request the users make, the worker must
+have run the jobs they queued, and the HTML report must be there.
+
+Needs TEST_DATABASE_URL and TEST_REDIS_URL (as .ci/run sets them), and psql and
+redis-cli.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from harness import DEFAULT_SLUG, Result, feature_toggles, project_env, render, run, uv_executable
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("loadtest")]
+
+ALL_ON = {toggle: True for toggle in feature_toggles()}
+# The command of loadtests/README.md; each test run adds --host and a short run.
+LOAD_TEST = ["uv", "run", "--group", "load", "locust", "--config", "loadtests/locust.conf"]
+RUN_SECONDS = 5
+# All spawned in the first second: four readers, an editor and a job processor (Locust
+# hands out users by their weights, 4:1:1), each with time for a few requests.
+USERS = 6
+# What loadtests/README.md tells a load test to set on the service under test.
+RAISED_RATE_LIMIT = "1000000/minute;100000000/hour"
+# Every request the users make, as the report names them (method, route).
+REQUESTS = {
+    ("GET", "/api/v1/items"),
+    ("POST", "/api/v1/items"),
+    ("GET", "/api/v1/items/{item_id}"),
+    ("PATCH", "/api/v1/items/{item_id}"),
+    ("DELETE", "/api/v1/items/{item_id}"),
+    ("POST", "/api/v1/items/{item_id}/process"),
+    ("GET", "/api/v1/jobs/{job_id}"),
+}
+REPORTS = Path("loadtests/reports")
+STARTUP_TIMEOUT = 300  # the first start compiles the project's bytecode
+JOBS_TIMEOUT = 30
+
+
+def required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: the load test serves the project on it (see .ci/run)", pytrace=False)
+    return value
+
+
+def tool(*args: str) -> str:
+    """Run a client of the machine's servers (psql, redis-cli); its output."""
+    return run(list(args), Path.cwd(), env=dict(os.environ), timeout=60, what=args[0]).output
+
+
+def psql(url: str, *commands: str) -> str:
+    """Run SQL commands on a libpq URL; their output, one value a line."""
+    options = ["--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--set=ON_ERROR_STOP=1"]
+    return tool("psql", *options, url, *(f"--command={command}" for command in commands))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Service:
+    project: Path
+    base_url: str
+    database_url: str  # libpq's form, for psql
+    logs: tuple[Path, ...]
+
+    def output(self) -> str:
+        return "\n".join(f"--- {log.name}\n{read_log(log)}" for log in self.logs)
+
+
+def read_log(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
+@contextmanager
+def started(
+    project: Path, args: Sequence[str], env: Mapping[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`uv run ARGS` in the project as a real process, its output in log; killed at the end."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [uv_executable(), "run", *args],
+            cwd=project,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_until_serving(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if server.poll() is not None:
+            pytest.fail(f"serve exited {server.returncode}:\n{read_log(log)}", pytrace=False)
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"no 200 from {url} within {STARTUP_TIMEOUT}s:\n{read_log(log)}", pytrace=False)
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = render(tmp_path_factory.mktemp("loadtest") / DEFAULT_SLUG, ALL_ON)
+    run(["uv", "sync", "--group", "load"], project, timeout=900, what="uv sync --group load")
+    return project
+
+
+@pytest.fixture(scope="module")
+def database(worker_id: str) -> Iterator[tuple[str, str]]:
+    """A new PostgreSQL database: its URL for the service and for psql. Dropped at the end."""
+    base = urlsplit(required_env("TEST_DATABASE_URL"))
+    name = f"template_loadtest_{worker_id}"
+    admin = urlunsplit((base.scheme.split("+")[0], base.netloc, base.path, "", ""))
+    psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    try:
+        yield (
+            urlunsplit((base.scheme, base.netloc, f"/{name}", base.query, "")),
+            urlunsplit((base.scheme.split("+")[0], base.netloc, f"/{name}", "", "")),
+        )
+    finally:
+        psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def redis_prefix() -> Iterator[tuple[str, str]]:
+    """Redis's URL and a key prefix of this run's own; its keys are deleted at the end."""
+    url = required_env("TEST_REDIS_URL")
+    prefix = f"template-loadtest-{uuid.uuid4().hex[:12]}"
+    try:
+        yield url, prefix
+    finally:
+        if keys := tool("redis-cli", "-u", url, "--scan", "--pattern", f"*{prefix}*").split():
+            tool("redis-cli", "-u", url, "DEL", *keys)
+
+
+@pytest.fixture(scope="module")
+def service(project: Path, database: tuple[str, str], redis_prefix: tuple[str, str]) -> Iterator[Service]:
+    """The project migrated, then served and its worker started, as real processes."""
+    database_url, psql_url = database
+    redis_url, prefix = redis_prefix
+    env = project_env(
+        project,
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "RATE_LIMIT_DEFAULT": RAISED_RATE_LIMIT,
+            "RATE_LIMIT_KEY_PREFIX": f"{prefix}:rate-limit",
+            "JOB_QUEUE_NAME": f"{prefix}:jobs",
+        },
+    )
+    run(["uv", "run", DEFAULT_SLUG, "migrate"], project, env=env, timeout=600, what="migrate")
+    port = free_port()
+    serve_log, worker_log = project.parent / "serve.log", project.parent / "worker.log"
+    with (
+        started(project, [DEFAULT_SLUG, "serve", "--port", str(port)], env, serve_log) as server,
+        started(project, [DEFAULT_SLUG, "worker"], env, worker_log),
+    ):
+        base_url = f"http://127.0.0.1:{port}"
+        wait_until_serving(server, f"{base_url}/api/v1/items", serve_log)
+        yield Service(project, base_url, psql_url, (serve_log, worker_log))
+
+
+@pytest.fixture(scope="module")
+def load_run(service: Service) -> Result:
+    """The documented command, for RUN_SECONDS with USERS users."""
+    options = ["--host", service.base_url, "--run-time", f"{RUN_SECONDS}s"]
+    users = ["--users", str(USERS), "--spawn-rate", str(USERS)]
+    return run([*LOAD_TEST, *options, *users], service.project, timeout=300, check=False)
+
+
+def report(project: Path, name: str) -> list[dict[str, str]]:
+    with (project / REPORTS / name).open(newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def test_the_run_has_no_failures(load_run: Result, service: Service) -> None:
+    failures = report(service.project, "run_failures.csv")
+    assert failures == [], f"{failures}\n{load_run.describe()}"
+    # The exit status counts every request, the last second's too, which the CSV
+    # files (rewritten every second) may miss.
+    assert load_run.returncode == 0, f"{load_run.describe()}\n{service.output()}"
+
+
+def test_the_users_make_every_kind_of_request(load_run: Result, service: Service) -> None:
+    counts = {
+        (row["Type"], row["Name"]): int(row["Request Count"])
+        for row in report(service.project, "run_stats.csv")
+        if row["Name"] != "Aggregated"
+    }
+    assert set(counts) == REQUESTS, load_run.describe()
+    assert all(counts.values()), counts
+
+
+def test_the_worker_runs_the_jobs_the_users_queue(load_run: Result, service: Service) -> None:
+    deadline = time.monotonic() + JOBS_TIMEOUT
+    while int(psql(service.database_url, "SELECT count(*) FROM item_results")) == 0:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no job ran within {JOBS_TIMEOUT}s of the run:\n{service.output()}", pytrace=False)
+        time.sleep(1)
+
+
+def test_the_run_writes_an_html_report(load_run: Result, service: Service) -> None:
+    html = (service.project / REPORTS / "report.html").read_text(encoding="utf-8")
+    assert "/api/v1/items/{item_id}" in html, load_run.describe()
