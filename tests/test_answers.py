@@ -119,7 +119,8 @@ RULES = (
             *("json", "asyncio", "logging", "tomllib", "typing"),  # the standard library
             *("fastapi", "sqlalchemy", "pydantic", "alembic", "uvicorn"),  # dependencies
             *("dotenv", "mako", "yaml", "h11", "greenlet"),  # theirs, and the dev tools'
-            *("src", "tests", "migrations", "docs"),  # the project's folders
+            *("locust", "gevent", "coverage"),  # the load and dev groups' tools
+            *("src", "tests", "migrations", "docs", "loadtests", "deploy"),  # its folders
         ),
     ),
     Rule(
@@ -409,7 +410,8 @@ def computed(name: str) -> list[str]:
 
 
 def environment_names(project: Path) -> dict[str, list[str]]:
-    run(["uv", "sync"], project, what="uv sync")
+    # Every dependency group: the load tests' Locust (`--group load`) too.
+    run(["uv", "sync", "--all-groups"], project, what="uv sync --all-groups")
     python = project / ".venv" / "bin" / "python"
     result = run([str(python), "-I", "-c", ENVIRONMENT_NAMES], project, what="listing the modules")
     names: dict[str, list[str]] = json.loads(result.output.strip().splitlines()[-1])
