@@ -24,7 +24,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--reload", action="store_true", help="restart on code changes")
     check = "validate the settings for the current ENVIRONMENT"
-    commands.add("check-config", check, check_config)
+    check_command = commands.add("check-config", check, check_config)
+    check_command.add_argument(
+        "--show",
+        action="store_true",
+        help="then print the effective configuration, secrets masked",
+    )
     commands.add("migrate", "apply pending database migrations", migrate)
     backup.add_commands(commands)
     for feature in FEATURES:
@@ -57,7 +62,21 @@ def check_config(args: argparse.Namespace, service: Service) -> int:
     for warning in service.settings.startup_warnings():
         echo(f"warning: {warning}", error=True)
     echo(f"Configuration is valid for {service.settings.environment}.")
+    if args.show:
+        for key, value in service.summary().items():
+            echo(f"{key}: {shown(value)}")
     return 0
+
+
+def shown(value: object) -> str:
+    """A value of the configuration summary as ``check-config --show`` prints it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "unset"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
 
 
 def migrate(args: argparse.Namespace, service: Service) -> int:

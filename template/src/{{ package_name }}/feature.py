@@ -23,6 +23,7 @@ from structlog.typing import Processor
 
 from .db import Base
 from .logs import configure_logging
+from .masking import mask_mapping
 from .paths import DOCS_PATHS
 from .settings import Settings
 
@@ -119,6 +120,14 @@ class Feature:
     def add_commands(self, commands: Commands) -> None:
         """Add the feature's subcommands to the command line."""
 
+    def summary(self, settings: Settings) -> dict[str, object]:
+        """The feature's part of the configuration summary: what it is set to do.
+
+        Plain values only (text, numbers, booleans, lists, None for unset), and nothing
+        secret: the start-up log line and ``check-config --show`` print them.
+        """
+        return {}
+
     def prepare_server(self, workers: int) -> None:
         """Prepare for ``serve --workers N``, before the server starts its workers."""
 
@@ -147,6 +156,19 @@ class Service:
         for feature in self.features:
             integrations |= feature.integrations()
         return integrations
+
+    def summary(self) -> dict[str, object]:
+        """The effective configuration, secrets masked, for the start-up log line and
+        ``check-config --show``: the environment, the features, then the settings of
+        the core and of each feature."""
+        summary: dict[str, object] = {
+            "environment": self.settings.environment,
+            "features": [type(feature).__name__ for feature in self.features],
+        }
+        summary |= self.settings.summary()
+        for feature in self.features:
+            summary |= feature.summary(self.settings)
+        return mask_mapping(summary)
 
     def configure_process(self) -> None:
         """Configure the logs, then let each feature set up the process."""

@@ -7,22 +7,51 @@ reported by its env var name with all the others.
 """
 
 import json
+import re
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 Environment = Literal["development", "test", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./local.db"
+# The database drivers the service ships, by backend, and a URL of each to copy.
+SHIPPED_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+DATABASE_URL_FORMS = {
+    "postgresql": "postgresql+asyncpg://user:password@host:5432/name",
+    "sqlite": "sqlite+aiosqlite:///./local.db",
+}
 MIN_SECRET_KEY_LENGTH = 32
-PLACEHOLDER_MARKERS = (
-    "change-me",
-    "changeme",
-    "placeholder",
-    "your-secret",
-    "secret-key",
+MIN_SECRET_KEY_DISTINCT_CHARACTERS = 10
+# Placeholders: phrases anywhere in the key, and words that stand alone in it (a
+# random key may well hold "xxx" or "todo" inside a longer run of characters).
+PLACEHOLDER = re.compile(
+    r"change[-_ ]?me|placeholder|replace[-_ ]?me|secret[-_ ]?key|your[-_ ]secret"
+    r"|your[-_ ].*[-_ ]here"
+    r"|(^|[^a-z0-9])(x{3,}|todo|tbd|fixme|dummy|example)([^a-z0-9]|$)",
+    re.IGNORECASE,
+)
+# Database passwords that come with images and tutorials, and the package's name,
+# which compose.yaml used to default to.
+DEFAULT_DATABASE_PASSWORDS = frozenset(
+    {
+        "postgres",
+        "password",
+        "admin",
+        "root",
+        "changeme",
+        "change-me",
+        "secret",
+        "example",
+        "test",
+        "pass",
+        "123456",
+        __name__.partition(".")[0],
+    }
 )
 
 
@@ -69,11 +98,25 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _use_async_driver(cls, value: str) -> str:
-        """Accept plain ``postgres://`` URLs and select the asyncpg driver."""
+    def _use_a_shipped_driver(cls, value: str) -> str:
+        """Select asyncpg for plain ``postgres://`` URLs; refuse other drivers.
+
+        The messages never quote the URL: it may hold a password.
+        """
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):
-                return "postgresql+asyncpg://" + value.removeprefix(prefix)
+                value = "postgresql+asyncpg://" + value.removeprefix(prefix)
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):  # ValueError: a port that is no number
+            use = DATABASE_URL_FORMS["postgresql"]
+            raise ValueError(f"does not parse as a database URL; use {use}") from None
+        backend = url.get_backend_name()
+        if url.drivername != SHIPPED_DRIVERS.get(backend):
+            use = DATABASE_URL_FORMS.get(backend, DATABASE_URL_FORMS["postgresql"])
+            raise ValueError(
+                f"the service does not ship the driver {url.drivername}; use {use}"
+            )
         return value
 
     @field_validator("log_level", mode="before")
@@ -101,6 +144,15 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
     @property
+    def database_location(self) -> str:
+        """The database as driver://host:port/name, without credentials or options."""
+        url = make_url(self.database_url)
+        location = URL.create(
+            url.drivername, host=url.host, port=url.port, database=url.database
+        )
+        return location.render_as_string()
+
+    @property
     def json_logs(self) -> bool:
         if self.log_format is None:
             return self.environment != "development"
@@ -120,20 +172,27 @@ class Settings(BaseSettings):
         if not self.is_production:
             return []
         problems = []
-        secret = self.secret_key.get_secret_value()
-        if len(secret) < MIN_SECRET_KEY_LENGTH:
-            problems.append(
-                f"SECRET_KEY: must be at least {MIN_SECRET_KEY_LENGTH} characters"
-                " in production"
-            )
-        if any(marker in secret.lower() for marker in PLACEHOLDER_MARKERS):
-            problems.append("SECRET_KEY: is a placeholder; generate a random one")
+        if secret_problem := secret_key_problem(self.secret_key.get_secret_value()):
+            problems.append(f"SECRET_KEY: {secret_problem}")
         if self.debug:
             problems.append("DEBUG: must be false in production")
         if "*" in self.cors_origins:
             problems.append("CORS_ORIGINS: must list origins, not '*', in production")
+        if "null" in self.cors_origins:
+            problems.append(
+                "CORS_ORIGINS: 'null' lets in sandboxed pages and local files;"
+                " list the origins"
+            )
+        if plain := [o for o in self.cors_origins if o.startswith("http://")]:
+            problems.append(
+                f"CORS_ORIGINS: {', '.join(plain)} must use https:// in production"
+            )
         if self.uses_sqlite:
             problems.append("DATABASE_URL: SQLite is not allowed in production")
+        elif is_default_password(make_url(self.database_url)):
+            problems.append(
+                "DATABASE_URL: the password is a well-known default; set a strong one"
+            )
         return problems
 
     def startup_warnings(self) -> list[str]:
@@ -147,15 +206,66 @@ class Settings(BaseSettings):
             warnings.append("LOG_FORMAT: use json in production")
         return warnings
 
+    def summary(self) -> dict[str, object]:
+        """The core's effective settings, without secrets (see Service.summary)."""
+        summary: dict[str, object] = {
+            "debug": self.debug,
+            "database": self.database_location,
+        }
+        if not self.uses_sqlite:
+            summary["db_pool_size"] = self.db_pool_size
+            summary["db_max_overflow"] = self.db_max_overflow
+        return summary | {
+            "log_level": self.log_level,
+            "log_format": "json" if self.json_logs else "console",
+            "docs": self.docs_are_enabled,
+            "cors_origins": self.cors_origins,
+            "max_request_body_bytes": self.max_request_body_bytes,
+        }
+
+
+def secret_key_problem(secret: str) -> str | None:
+    """What makes ``secret`` unfit for production, or None."""
+    if len(secret) < MIN_SECRET_KEY_LENGTH:
+        return f"must be at least {MIN_SECRET_KEY_LENGTH} characters in production"
+    if PLACEHOLDER.search(secret):
+        return "is a placeholder; generate a random one"
+    if len(set(secret)) < MIN_SECRET_KEY_DISTINCT_CHARACTERS or repeats_a_unit(secret):
+        return (
+            "has too little variety (a repeated character or word, or fewer than"
+            f" {MIN_SECRET_KEY_DISTINCT_CHARACTERS} distinct characters);"
+            " generate a random one"
+        )
+    return None
+
+
+def repeats_a_unit(text: str) -> bool:
+    """Whether ``text`` is one shorter unit over and over, as "abcabcabca" is."""
+    return any(text[size:] == text[:-size] for size in range(1, len(text) // 2 + 1))
+
+
+def is_default_password(url: URL) -> bool:
+    """Whether the URL's password is a well-known default, or its user name."""
+    if not url.password:
+        return False
+    password = url.password.lower()
+    user = (url.username or "").lower()
+    return password in DEFAULT_DATABASE_PASSWORDS or password == user
+
 
 def read_settings(model: type[Settings]) -> Settings:
     """Read ``model`` from the environment; a ConfigError names each value at fault."""
     try:
         return model()
     except ValidationError as error:
-        raise ConfigError(
-            [
-                f"{'.'.join(map(str, issue['loc'])).upper()}: {issue['msg']}"
-                for issue in error.errors()
-            ]
-        ) from None
+        problems = []
+        for issue in error.errors():
+            name = ".".join(map(str, issue["loc"])).upper()
+            # A validator's own ValueError says what is wrong; pydantic's prefix
+            # ("Value error, ...") adds nothing. The input is never shown: it may
+            # be a secret.
+            if issue["type"] == "value_error":
+                problems.append(f"{name}: {issue['ctx']['error']}")
+            else:
+                problems.append(f"{name}: {issue['msg']}")
+        raise ConfigError(problems) from None

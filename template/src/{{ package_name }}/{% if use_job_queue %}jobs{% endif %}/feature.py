@@ -11,6 +11,7 @@ from starlette.datastructures import State
 from ..api import API_PREFIX
 from ..feature import Commands, Feature, HealthCheck, Service, echo
 from ..redis_client import SharedRedis, get_redis
+from ..settings import Settings
 from .models import ItemResult
 from .queue import JobQueue
 from .router import router
@@ -69,3 +70,8 @@ class BackgroundJobs(Feature):
 
     def add_commands(self, commands: Commands) -> None:
         commands.add("worker", "run the background job worker", worker)
+
+    def summary(self, settings: Settings) -> dict[str, object]:
+        # Without Redis the jobs run in the API process (development only).
+        in_process = JobSettings.of(settings).redis_url is None
+        return {"job_queue": "in_process" if in_process else "arq"}
