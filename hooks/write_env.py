@@ -6,7 +6,9 @@ with the new project as the working directory (see ``_tasks`` in ``copier.yml``)
 * leaves an existing ``.env`` alone, so running it again changes nothing;
 * otherwise copies ``.env.example`` to ``.env``, replacing the placeholder
   ``SECRET_KEY=`` line with a fresh random key (``secrets.token_urlsafe(48)``, 64
-  characters), and makes the file readable by its owner only;
+  characters) and the ``POSTGRES_PASSWORD=`` line (the password of compose.yaml's
+  database) with a fresh random password, and makes the file readable by its owner
+  only;
 * exits with status 1 and says why when ``.env.example`` is missing.
 
 ``.env`` is gitignored and the template has no such file, so ``copier update`` never
@@ -23,26 +25,29 @@ from pathlib import Path
 
 EXAMPLE_NAME = ".env.example"
 ENV_NAME = ".env"
-SECRET_KEY_PREFIX = "SECRET_KEY="
+SECRET_KEY = "SECRET_KEY"
+POSTGRES_PASSWORD = "POSTGRES_PASSWORD"
 
 
-def render_env(example: str, secret_key: str) -> str:
-    """Return ``example`` with its ``SECRET_KEY=`` line set to ``secret_key``.
+def render_env(example: str, secrets_by_name: dict[str, str]) -> str:
+    """Return ``example`` with each ``NAME=`` line of ``secrets_by_name`` set to its value.
 
     Line endings are kept as they are. If the example has no ``SECRET_KEY=`` line, one
-    is appended so that the service still gets a key.
+    is appended so that the service still gets a key; other names are set only where
+    the example has them.
     """
     lines = example.splitlines(keepends=True)
-    replaced = False
+    replaced = set()
     for index, line in enumerate(lines):
-        if line.startswith(SECRET_KEY_PREFIX):
-            ending = line[len(line.rstrip("\r\n")) :]
-            lines[index] = f"{SECRET_KEY_PREFIX}{secret_key}{ending}"
-            replaced = True
-    if not replaced:
+        for name, value in secrets_by_name.items():
+            if line.startswith(f"{name}="):
+                ending = line[len(line.rstrip("\r\n")) :]
+                lines[index] = f"{name}={value}{ending}"
+                replaced.add(name)
+    if SECRET_KEY in secrets_by_name and SECRET_KEY not in replaced:
         if lines and not lines[-1].endswith(("\n", "\r")):
             lines[-1] += "\n"
-        lines.append(f"{SECRET_KEY_PREFIX}{secret_key}\n")
+        lines.append(f"{SECRET_KEY}={secrets_by_name[SECRET_KEY]}\n")
     return "".join(lines)
 
 
@@ -69,7 +74,11 @@ def write_env(project_dir: Path) -> int:
         )
         return 1
 
-    content = render_env(example, secrets.token_urlsafe(48))
+    fresh = {
+        SECRET_KEY: secrets.token_urlsafe(48),
+        POSTGRES_PASSWORD: secrets.token_urlsafe(24),
+    }
+    content = render_env(example, fresh)
 
     # O_EXCL: never overwrite a .env that appeared meanwhile. 0o600: it holds a secret.
     try:
@@ -81,8 +90,8 @@ def write_env(project_dir: Path) -> int:
         env_file.write(content)
 
     print(
-        f"Created {ENV_NAME} from {EXAMPLE_NAME} with a new random SECRET_KEY "
-        "(gitignored; keep it out of version control)."
+        f"Created {ENV_NAME} from {EXAMPLE_NAME} with a new random SECRET_KEY and "
+        "POSTGRES_PASSWORD (gitignored; keep it out of version control)."
     )
     return 0
 

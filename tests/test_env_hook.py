@@ -1,8 +1,10 @@
-"""The copy task (hooks/write_env.py): a private `.env` with a fresh SECRET_KEY.
+"""The copy task (hooks/write_env.py): a private `.env` with a fresh SECRET_KEY and
+POSTGRES_PASSWORD.
 
 After `copier copy` (tasks on) the project has a gitignored `.env` made from its
-`.env.example`, with a random SECRET_KEY of at least 32 characters that no other copy
-shares and that is recorded nowhere else. With tasks skipped there is no `.env`, and the
+`.env.example`, with a random SECRET_KEY and a random POSTGRES_PASSWORD (compose.yaml's
+database), each of at least 32 characters, that no other copy shares and that are
+recorded nowhere else. With tasks skipped there is no `.env`, and the
 project still works on its defaults.
 """
 
@@ -29,10 +31,14 @@ from harness import (
 RenderProject = Callable[..., Path]
 
 
-def secret_key(project: Path) -> str:
+# What the task generates for each copy.
+GENERATED = pytest.mark.parametrize("name", ["SECRET_KEY", "POSTGRES_PASSWORD"])
+
+
+def generated(project: Path, name: str) -> str:
     values = parse_env_file(project / ".env")
-    assert "SECRET_KEY" in values, ".env has no SECRET_KEY assignment"
-    return values["SECRET_KEY"]
+    assert name in values, f".env has no {name} assignment"
+    return values[name]
 
 
 def test_copy_writes_an_env_file(render_project: RenderProject) -> None:
@@ -44,19 +50,27 @@ def test_env_file_is_readable_by_its_owner_only(render_project: RenderProject) -
     assert mode & 0o077 == 0, f".env has mode {oct(mode & 0o777)}"
 
 
-def test_secret_key_is_at_least_32_characters(render_project: RenderProject) -> None:
-    assert len(secret_key(render_project())) >= 32
+@GENERATED
+def test_a_generated_secret_is_at_least_32_characters(render_project: RenderProject, name: str) -> None:
+    assert len(generated(render_project(), name)) >= 32
 
 
-def test_secret_key_differs_between_two_copies(render_project: RenderProject) -> None:
-    assert secret_key(render_project()) != secret_key(render_project())
+@GENERATED
+def test_a_generated_secret_differs_between_two_copies(render_project: RenderProject, name: str) -> None:
+    assert generated(render_project(), name) != generated(render_project(), name)
 
 
-def test_secret_key_is_not_the_example_value(render_project: RenderProject) -> None:
+@GENERATED
+def test_a_generated_secret_is_not_the_example_value(render_project: RenderProject, name: str) -> None:
     project = render_project()
-    example = parse_env_file(project / ".env.example").get("SECRET_KEY")
-    assert secret_key(project) != example
-    assert secret_key(project) not in (project / ".env.example").read_text(encoding="utf-8")
+    example = parse_env_file(project / ".env.example").get(name)
+    assert generated(project, name) != example
+    assert generated(project, name) not in (project / ".env.example").read_text(encoding="utf-8")
+
+
+def test_the_database_password_can_go_into_a_url_as_it_is(render_project: RenderProject) -> None:
+    password = generated(render_project(), "POSTGRES_PASSWORD")
+    assert password.replace("-", "").replace("_", "").isalnum(), password
 
 
 def test_env_file_keeps_every_setting_of_the_example(render_project: RenderProject) -> None:
@@ -76,16 +90,19 @@ def test_env_file_is_gitignored_in_the_generated_project(render_project: RenderP
     assert not ignored(".env.example"), ".env.example must be committed"
 
 
-def test_secret_key_is_written_nowhere_but_the_env_file(render_project: RenderProject) -> None:
+@GENERATED
+def test_a_generated_secret_is_written_nowhere_but_the_env_file(
+    render_project: RenderProject, name: str
+) -> None:
     project = render_project()
-    key = secret_key(project)
+    value = generated(project, name)
     leaks = [
         str(p.relative_to(project))
         for p in project_files(project)
-        if p.name != ".env" and key in (read_text(p) or "")
+        if p.name != ".env" and value in (read_text(p) or "")
     ]
-    assert not leaks, f"the SECRET_KEY value also appears in {leaks}"
-    assert "SECRET_KEY" not in (project / ANSWERS_FILE).read_text(encoding="utf-8")
+    assert not leaks, f"the {name} value also appears in {leaks}"
+    assert name not in (project / ANSWERS_FILE).read_text(encoding="utf-8")
 
 
 def test_copy_with_tasks_skipped_writes_no_env_file(render_project: RenderProject) -> None:
