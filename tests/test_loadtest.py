@@ -16,22 +16,26 @@ redis-cli.
 from __future__ import annotations
 
 import csv
-import os
-import signal
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pytest
 
-from harness import DEFAULT_SLUG, Result, feature_toggles, project_env, render, run, uv_executable
+from harness import DEFAULT_SLUG, Result, feature_toggles, project_env, render, run
+from served import (
+    RAISED_RATE_LIMIT,
+    free_port,
+    psql,
+    read_log,
+    required_env,
+    started,
+    tool,
+    wait_until_serving,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("loadtest")]
 
@@ -42,8 +46,6 @@ RUN_SECONDS = 5
 # All spawned in the first second: four readers, an editor and a job processor (Locust
 # hands out users by their weights, 4:1:1), each with time for a few requests.
 USERS = 6
-# What loadtests/README.md tells a load test to set on the service under test.
-RAISED_RATE_LIMIT = "1000000/minute;100000000/hour"
 # Every request the users make, as the report names them (method, route).
 REQUESTS = {
     ("GET", "/api/v1/items"),
@@ -55,32 +57,7 @@ REQUESTS = {
     ("GET", "/api/v1/jobs/{job_id}"),
 }
 REPORTS = Path("loadtests/reports")
-STARTUP_TIMEOUT = 300  # the first start compiles the project's bytecode
 JOBS_TIMEOUT = 30
-
-
-def required_env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(f"{name} is not set: the load test serves the project on it (see .ci/run)", pytrace=False)
-    return value
-
-
-def tool(*args: str) -> str:
-    """Run a client of the machine's servers (psql, redis-cli); its output."""
-    return run(list(args), Path.cwd(), env=dict(os.environ), timeout=60, what=args[0]).output
-
-
-def psql(url: str, *commands: str) -> str:
-    """Run SQL commands on a libpq URL; their output, one value a line."""
-    options = ["--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--set=ON_ERROR_STOP=1"]
-    return tool("psql", *options, url, *(f"--command={command}" for command in commands))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -92,48 +69,6 @@ class Service:
 
     def output(self) -> str:
         return "\n".join(f"--- {log.name}\n{read_log(log)}" for log in self.logs)
-
-
-def read_log(log: Path) -> str:
-    return log.read_text(errors="replace")
-
-
-@contextmanager
-def started(
-    project: Path, args: Sequence[str], env: Mapping[str, str], log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """`uv run ARGS` in the project as a real process, its output in log; killed at the end."""
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [uv_executable(), "run", *args],
-            cwd=project,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def wait_until_serving(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if server.poll() is not None:
-            pytest.fail(f"serve exited {server.returncode}:\n{read_log(log)}", pytrace=False)
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"no 200 from {url} within {STARTUP_TIMEOUT}s:\n{read_log(log)}", pytrace=False)
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -74,10 +74,15 @@ def utc_now() -> datetime:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """Create the engine; it connects lazily, so an unreachable database is no error."""
+    """Create the engine; it connects lazily, so an unreachable database is no error.
+
+    Its error messages leave out the statement's parameters: they are request data,
+    and the messages reach the logs and error reports.
+    """
     if settings.uses_sqlite:
-        return create_async_engine(settings.database_url)
+        return create_async_engine(settings.database_url, hide_parameters=True)
     options: dict[str, Any] = {
+        "hide_parameters": True,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,

@@ -19,7 +19,7 @@ import structlog
 from asgi_correlation_id import correlation_id
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from .masking import mask_mapping
+from .masking import mask_mapping, mask_text
 from .settings import Settings
 
 LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "sqlalchemy", "alembic")
@@ -50,7 +50,10 @@ def configure_logging(
     ]
     renderer: Processor
     if settings.json_logs:
-        rendering: list[Processor] = [structlog.processors.format_exc_info]
+        rendering: list[Processor] = [
+            structlog.processors.format_exc_info,
+            _mask_exception,
+        ]
         renderer = structlog.processors.JSONRenderer()
     else:
         rendering = []
@@ -140,3 +143,12 @@ def _mask_secrets(
     logger: WrappedLogger, method_name: str, event_dict: EventDict
 ) -> EventDict:
     return mask_mapping(event_dict)
+
+
+def _mask_exception(
+    logger: WrappedLogger, method_name: str, event_dict: EventDict
+) -> EventDict:
+    """Mask the secrets in a formatted traceback: exception messages quote values."""
+    if isinstance(exception := event_dict.get("exception"), str):
+        event_dict["exception"] = mask_text(exception)
+    return event_dict

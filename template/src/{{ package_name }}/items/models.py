@@ -7,6 +7,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, UTCDateTime, utc_now
 
+# The largest id the Integer column holds (32-bit on PostgreSQL): no item has a larger
+# one, and no page of items starts further in.
+MAX_ID = 2**31 - 1
+
 
 class Item(Base):
     __tablename__ = "items"

@@ -1,12 +1,40 @@
-"""Request and response bodies of the items API."""
+"""Request and response bodies of the items API, and the type of its path ids."""
 
 from datetime import datetime
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-Name = Annotated[str, Field(min_length=1, max_length=200, examples=["Blue widget"])]
-Description = Annotated[str, Field(max_length=2000, examples=["A widget, but blue."])]
+from .models import MAX_ID
+
+# Not enforced as a 422: an id out of the column's range names no item, a 404.
+ItemId = Annotated[
+    int,
+    Path(
+        description="The item's id.",
+        json_schema_extra={"minimum": 1, "maximum": MAX_ID},
+    ),
+]
+
+
+def _has_no_nul(text: str) -> str:
+    # PostgreSQL cannot store NUL in text (SQLite can): refuse it on both.
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters (\\x00)")
+    return text
+
+
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=200, examples=["Blue widget"]),
+    AfterValidator(_has_no_nul),
+]
+Description = Annotated[
+    str,
+    Field(max_length=2000, examples=["A widget, but blue."]),
+    AfterValidator(_has_no_nul),
+]
 
 
 class ItemCreate(BaseModel):

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from ..db import SessionDep
+from ..items.schemas import ItemId
 from ..items.service import get_item
 from ..problems import PROBLEM_RESPONSES, NotFoundError
 from .queue import JobQueue
@@ -36,7 +37,7 @@ router = APIRouter(responses=PROBLEM_RESPONSES)
     },
 )
 async def process_item(
-    item_id: int,
+    item_id: ItemId,
     request: Request,
     session: SessionDep,
     queue: JobQueueDep,

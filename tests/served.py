@@ -1,0 +1,94 @@
+"""Serving a generated project for real, for the suite's tests of a running service.
+
+A project runs as real processes (`uv run SLUG serve`, `uv run SLUG worker`) started with
+`started`, waited for with `wait_until_serving`; psql and redis-cli (`tool`) reach the
+machine's servers, whose URLs come from TEST_DATABASE_URL and TEST_REDIS_URL
+(`required_env`). Used by tests/test_loadtest.py and tests/test_fuzz.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness import run, uv_executable
+
+# What loadtests/README.md tells a load test to set on the service under test; the
+# fuzzer sets it too, so that it meets no 429.
+RAISED_RATE_LIMIT = "1000000/minute;100000000/hour"
+STARTUP_TIMEOUT = 300  # the first start compiles the project's bytecode
+
+
+def required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: the test serves the project on it (see .ci/run)", pytrace=False)
+    return value
+
+
+def tool(*args: str) -> str:
+    """Run a client of the machine's servers (psql, redis-cli); its output."""
+    return run(list(args), Path.cwd(), env=dict(os.environ), timeout=60, what=args[0]).output
+
+
+def psql(url: str, *commands: str) -> str:
+    """Run SQL commands on a libpq URL; their output, one value a line."""
+    options = ["--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--set=ON_ERROR_STOP=1"]
+    return tool("psql", *options, url, *(f"--command={command}" for command in commands))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def read_log(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
+@contextmanager
+def started(
+    project: Path, args: Sequence[str], env: Mapping[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`uv run ARGS` in the project as a real process, its output in log; killed at the end."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [uv_executable(), "run", *args],
+            cwd=project,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_until_serving(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if server.poll() is not None:
+            pytest.fail(f"serve exited {server.returncode}:\n{read_log(log)}", pytrace=False)
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"no 200 from {url} within {STARTUP_TIMEOUT}s:\n{read_log(log)}", pytrace=False)
+        time.sleep(0.5)

@@ -1,0 +1,104 @@
+"""The API of a generated service, fuzzed for server errors.
+
+A project with every feature on is served on PostgreSQL and Redis as a real process:
+on a database of this module's own (created, migrated, and dropped at the end), under
+Redis keys of its own, with the rate limit raised and the docs (and so /openapi.json)
+on. Schemathesis then sends it requests made from that schema, valid and invalid ones
+in every phase (examples, coverage, fuzzing, stateful sequences), a bounded number of
+each and within a time limit, and no response may be a 5xx.
+
+Needs TEST_DATABASE_URL and TEST_REDIS_URL (as .ci/run sets them), and psql and
+redis-cli.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from harness import DEFAULT_SLUG, feature_toggles, project_env, render, run
+from served import RAISED_RATE_LIMIT, free_port, psql, required_env, started, tool, wait_until_serving
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fuzz")]
+
+ALL_ON = {toggle: True for toggle in feature_toggles()}
+# Deterministic generation: the same cases on every run, so a failure reproduces.
+FUZZ_OPTIONS = [
+    "--checks=not_a_server_error",
+    "--max-examples=50",
+    "--max-time=45",
+    "--generation-deterministic",
+    "--workers=1",
+    "--no-color",
+]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = render(tmp_path_factory.mktemp("fuzz") / DEFAULT_SLUG, ALL_ON)
+    run(["uv", "sync"], project, timeout=900, what="uv sync")
+    return project
+
+
+@pytest.fixture(scope="module")
+def database_url(worker_id: str) -> Iterator[str]:
+    """A new PostgreSQL database's URL. Dropped at the end."""
+    base = urlsplit(required_env("TEST_DATABASE_URL"))
+    name = f"template_fuzz_{worker_id}"
+    admin = urlunsplit((base.scheme.split("+")[0], base.netloc, base.path, "", ""))
+    psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit((base.scheme, base.netloc, f"/{name}", base.query, ""))
+    finally:
+        psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this run's own; its keys are deleted at the end."""
+    prefix = f"template-fuzz-{uuid.uuid4().hex[:12]}"
+    try:
+        yield prefix
+    finally:
+        url = required_env("TEST_REDIS_URL")
+        if keys := tool("redis-cli", "-u", url, "--scan", "--pattern", f"*{prefix}*").split():
+            tool("redis-cli", "-u", url, "DEL", *keys)
+
+
+@pytest.fixture(scope="module")
+def base_url(project: Path, database_url: str, redis_prefix: str) -> Iterator[str]:
+    """The project migrated and served, its docs on; its URL."""
+    prefix = redis_prefix
+    env = project_env(
+        project,
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": required_env("TEST_REDIS_URL"),
+            "RATE_LIMIT_DEFAULT": RAISED_RATE_LIMIT,
+            "RATE_LIMIT_KEY_PREFIX": f"{prefix}:rate-limit",
+            "JOB_QUEUE_NAME": f"{prefix}:jobs",
+            "DOCS_ENABLED": "true",
+        },
+    )
+    run(["uv", "run", DEFAULT_SLUG, "migrate"], project, env=env, timeout=600, what="migrate")
+    port = free_port()
+    log = project.parent / "serve.log"
+    with started(project, [DEFAULT_SLUG, "serve", "--port", str(port)], env, log) as server:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_serving(server, f"{url}/openapi.json", log)
+        yield url
+
+
+def test_no_request_gets_a_server_error(base_url: str, tmp_path: Path) -> None:
+    schemathesis = shutil.which("st", path=str(Path(sys.executable).parent))
+    assert schemathesis, "schemathesis is not installed: uv sync"
+    command = [schemathesis, "run", f"{base_url}/openapi.json", *FUZZ_OPTIONS]
+    result = run(command, tmp_path, env=dict(os.environ), timeout=180, check=False)
+    assert result.returncode == 0, result.describe()
