@@ -3,7 +3,7 @@
 A project runs as real processes (`uv run SLUG serve`, `uv run SLUG worker`) started with
 `started`, waited for with `wait_until_serving`; psql and redis-cli (`tool`) reach the
 machine's servers, whose URLs come from TEST_DATABASE_URL and TEST_REDIS_URL
-(`required_env`). Used by tests/test_loadtest.py and tests/test_fuzz.py.
+(`required_env`). Used by tests/test_backup.py, test_loadtest.py and test_fuzz.py.
 """
 
 from __future__ import annotations

@@ -19,10 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,12 +30,11 @@ import httpx
 import pytest
 
 from harness import DEFAULT_SLUG, ROOT, Result, feature_toggles, project_env, render, run
+from served import free_port, started, wait_until_serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backup")]
 
 ITEMS = "/api/v1/items"
-STARTUP_TIMEOUT = 120
-STOP_TIMEOUT = 30
 COMMAND_TIMEOUT = 300
 
 
@@ -109,50 +104,16 @@ def command(project: Path, env: dict[str, str], *args: str, check: bool = True) 
     return run([str(script), *args], project, env=env, timeout=COMMAND_TIMEOUT, check=check, what=args[0])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serving(project: Path, env: dict[str, str]) -> Iterator[httpx.Client]:
     """`serve` as a real process, and a client of it once GET /api/v1/items is 200."""
     port = free_port()
     log = project.parent / f"serve-{port}.log"
-    script = project / ".venv" / "bin" / DEFAULT_SLUG
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(script), "serve", "--port", str(port)],
-            cwd=project,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + STARTUP_TIMEOUT
-            while not answers(client):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"`serve` did not start:\n{log.read_text(errors='replace')}", pytrace=False)
-                time.sleep(0.2)
+    base_url = f"http://127.0.0.1:{port}"
+    with started(project, [DEFAULT_SLUG, "serve", "--port", str(port)], env, log) as server:
+        wait_until_serving(server, base_url + ITEMS, log)
+        with httpx.Client(base_url=base_url, timeout=10) as client:
             yield client
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def answers(client: httpx.Client) -> bool:
-    try:
-        return client.get(ITEMS).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def listed_items(client: httpx.Client) -> list[dict[str, Any]]:
