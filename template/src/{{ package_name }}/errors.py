@@ -10,7 +10,12 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 
 from .logs import get_logger
-from .problems import ProblemError, ProblemResponse, problem_body
+from .problems import (
+    ProblemError,
+    ProblemResponse,
+    ServiceUnavailableError,
+    problem_body,
+)
 
 log = get_logger(__name__)
 
@@ -37,7 +42,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def problem_error(request: Request, error: ProblemError) -> ProblemResponse:
-        return _reply(error.status, error.detail, type_=error.type)
+        expected = isinstance(error, ServiceUnavailableError)
+        return _reply(
+            error.status,
+            error.detail,
+            headers=error.headers,
+            expected=expected,
+            type_=error.type,
+        )
 
     @app.exception_handler(IntegrityError)
     async def integrity_error(
@@ -47,16 +59,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _reply(
-    status: int, detail: str, headers: Mapping[str, str] | None = None, **fields: Any
+    status: int,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    expected: bool = False,
+    **fields: Any,
 ) -> ProblemResponse:
     """Build the problem response and log it under its error_id.
 
     Handlers call it while handling the error, so a 5xx, the service's own failure,
-    is logged as an error with its exception.
+    is logged as an error with its exception. An ``expected`` one (a dependency out,
+    the service busy) is not: its outage is logged once, not once per request.
     """
     body = problem_body(status, detail, **fields)
     logged = {"status": status, "detail": detail, "error_id": body["error_id"]}
-    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+    if status >= HTTPStatus.INTERNAL_SERVER_ERROR and not expected:
         log.exception("request_error", **logged)
     else:
         log.info("request_error", **logged)

@@ -42,6 +42,11 @@ class ProblemError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """Response headers that come with the problem."""
+        return None
+
 
 class NotFoundError(ProblemError):
     status = HTTPStatus.NOT_FOUND
@@ -52,7 +57,21 @@ class ConflictError(ProblemError):
 
 
 class ServiceUnavailableError(ProblemError):
+    """A dependency is out or overloaded: the client may retry after a pause.
+
+    Expected in an outage, so it is logged without a traceback: the outage itself
+    is logged once (see outages.py).
+    """
+
     status = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, detail: str, *, retry_after: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 def problem_body(
