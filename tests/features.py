@@ -72,6 +72,8 @@ FEATURES: dict[str, Footprint] = {
             "src/{package}/jobs",
             "tests/test_jobs.py",
             "tests/integration/test_jobs.py",
+            "tests/integration/test_job_queue_faults.py",
+            "deploy/kubernetes/base/worker-deployment.yaml",
             "src/{package}/migrations/versions/0002_create_item_results.py",
             "docs/JOBS.md",
         ),

@@ -4,11 +4,12 @@ While a dependency is out, every request that needs it fails the same way; a lin
 (or a traceback) per request would bury the logs. Instead the first failure logs
 ``dependency_down``, the first success after it logs ``dependency_up`` with how long
 it lasted and how many requests failed, and ``failures`` counts every failed request
-by reason ("unavailable", "timeout", "busy"), for the metrics to export.
+by reason ("unavailable", "timeout", "busy"), as do the metrics, when installed.
 """
 
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from .logs import get_logger
 
@@ -28,6 +29,8 @@ class Outage:
         """A request failed because of the dependency; ``reason`` is one word."""
         self.failures[reason] += 1
         self._failed_in_outage += 1
+        for observe in FAILURE_OBSERVERS:
+            observe(self.dependency, reason)
         if self.down_since is None:
             self.down_since = time.monotonic()
             log.warning(
@@ -52,8 +55,11 @@ class Outage:
         self._failed_in_outage = 0
 
 
-# One per dependency and process, created on first use: the metrics read them all.
+# One per dependency and process, created on first use.
 OUTAGES: dict[str, Outage] = {}
+# Told of each failed request, as (dependency, reason): the metrics count them there,
+# where the workers of one server can add them up.
+FAILURE_OBSERVERS: list[Callable[[str, str], None]] = []
 
 
 def outage(dependency: str) -> Outage:

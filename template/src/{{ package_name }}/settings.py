@@ -6,6 +6,7 @@ core's and every feature's into one model, read once: a bad value of any of them
 reported by its env var name with all the others.
 """
 
+import ipaddress
 import json
 import re
 from typing import Annotated, Literal, Self
@@ -25,6 +26,10 @@ DATABASE_URL_FORMS = {
     "postgresql": "postgresql+asyncpg://user:password@host:5432/name",
     "sqlite": "sqlite+aiosqlite:///./local.db",
 }
+# A host name, an IPv4 address or a bracketed IPv6 one, or *.domain for its subdomains.
+ALLOWED_HOST = re.compile(
+    r"\*|(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]"
+)
 MIN_SECRET_KEY_LENGTH = 32
 MIN_SECRET_KEY_DISTINCT_CHARACTERS = 10
 # Placeholders: phrases anywhere in the key, and words that stand alone in it (a
@@ -77,10 +82,11 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
-    db_pool_timeout: float = Field(default=30.0, gt=0)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_pool_ping_idle_seconds: float = Field(default=1.0, ge=0)
     db_connect_timeout: float = Field(default=5.0, gt=0)
+    db_statement_timeout: float = Field(default=10.0, gt=0)
 
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "console"] | None = None
@@ -88,6 +94,13 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     docs_enabled: bool | None = None
     max_request_body_bytes: int = Field(default=1_048_576, ge=1)
+    max_request_header_bytes: int = Field(default=16_384, ge=1024)
+    allowed_hosts: Annotated[list[str], NoDecode] = []
+    # uvicorn's own variable, read here so that .env sets it too (see cli.py).
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = ["127.0.0.1", "::1"]
+    # On SIGTERM: serve on while readiness fails, then let requests in flight finish.
+    drain_seconds: float = Field(default=5.0, ge=0)
+    graceful_timeout_seconds: int = Field(default=30, gt=0)
 
     @classmethod
     def of(cls, settings: "Settings") -> Self:
@@ -124,16 +137,44 @@ class Settings(BaseSettings):
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator(
+        "cors_origins", "allowed_hosts", "forwarded_allow_ips", mode="before"
+    )
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         """Accept a JSON list or a comma-separated string."""
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
                 return json.loads(text)
-            return [origin.strip() for origin in text.split(",") if origin.strip()]
+            return [item.strip() for item in text.split(",") if item.strip()]
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        """Names as in the Host header, without a port; compared in lower case."""
+        for host in hosts:
+            if not ALLOWED_HOST.fullmatch(host):
+                raise ValueError(
+                    f"{host!r} is no host name; list names such as api.example.com"
+                    " or *.example.com, without scheme, port or path"
+                )
+        return [host.lower() for host in hosts]
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            if address != "*":
+                try:
+                    ipaddress.ip_network(address, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{address!r} is no IP address or network; use 10.0.0.5,"
+                        " 10.0.0.0/8 or *"
+                    ) from None
+        return addresses
 
     @property
     def is_production(self) -> bool:
@@ -187,6 +228,14 @@ class Settings(BaseSettings):
             problems.append(
                 f"CORS_ORIGINS: {', '.join(plain)} must use https:// in production"
             )
+        if not self.allowed_hosts:
+            problems.append(
+                "ALLOWED_HOSTS: list the host names clients use to reach the service"
+            )
+        elif "*" in self.allowed_hosts:
+            problems.append(
+                "ALLOWED_HOSTS: must list host names, not '*', in production"
+            )
         if self.uses_sqlite:
             problems.append("DATABASE_URL: SQLite is not allowed in production")
         elif is_default_password(make_url(self.database_url)):
@@ -215,12 +264,18 @@ class Settings(BaseSettings):
         if not self.uses_sqlite:
             summary["db_pool_size"] = self.db_pool_size
             summary["db_max_overflow"] = self.db_max_overflow
+            summary["db_statement_timeout"] = self.db_statement_timeout
         return summary | {
             "log_level": self.log_level,
             "log_format": "json" if self.json_logs else "console",
             "docs": self.docs_are_enabled,
             "cors_origins": self.cors_origins,
             "max_request_body_bytes": self.max_request_body_bytes,
+            "max_request_header_bytes": self.max_request_header_bytes,
+            "allowed_hosts": self.allowed_hosts,
+            "forwarded_allow_ips": self.forwarded_allow_ips,
+            "drain_seconds": self.drain_seconds,
+            "graceful_timeout_seconds": self.graceful_timeout_seconds,
         }
 
 

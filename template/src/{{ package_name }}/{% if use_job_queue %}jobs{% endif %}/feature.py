@@ -59,12 +59,16 @@ class BackgroundJobs(Feature):
             await queue.close()
 
     def health_checks(self, service: Service) -> list[HealthCheck]:
-        # Hard: without it no job can be queued or looked up. Without Redis the
-        # queue is this process's own, and the check reports its jobs all the same.
-        redis_url = JobSettings.of(service.settings).redis_url
-        backend = "in_process" if redis_url is None else "arq"
+        # On Redis, soft: Redis is shared by every instance, so failing readiness
+        # would take them all out of service, the items API with them; the job
+        # routes answer 503 themselves meanwhile. In process, hard: the queue is
+        # this process's own, and a failure of it is this instance's alone.
+        in_process = JobSettings.of(service.settings).redis_url is None
         check = HealthCheck(
-            name="job_queue", type=backend, probe=check_job_queue, hard=True
+            name="job_queue",
+            type="in_process" if in_process else "arq",
+            probe=check_job_queue,
+            hard=in_process,
         )
         return [check]
 

@@ -9,7 +9,7 @@ import asyncio
 import functools
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -17,16 +17,27 @@ from uuid import uuid4
 
 import structlog
 from arq import ArqRedis, Retry
-from arq.constants import health_check_key_suffix, result_key_prefix
-from arq.jobs import Job
-from arq.jobs import JobStatus as ArqStatus
+from arq.constants import (
+    health_check_key_suffix,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+)
+from arq.jobs import (
+    DeserializationError,
+    deserialize_job,
+    deserialize_result,
+    serialize_job,
+)
 from arq.typing import WorkerCoroutine
 from asgi_correlation_id import correlation_id
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from ..db import utc_now
 from ..logs import get_logger
+from ..outages import outage
 from ..problems import ServiceUnavailableError
+from ..redis_client import failure_reason
 from .schemas import JobInfo, JobStatus
 
 log = get_logger(__name__)
@@ -34,6 +45,12 @@ log = get_logger(__name__)
 JobFunction = Callable[..., Awaitable[Any]]
 PENDING: frozenset[JobStatus] = frozenset({"queued", "in_progress"})
 UNAVAILABLE = "The job queue is unavailable; try again shortly."
+# The Retry-After of that 503: Redis failing over or restarting takes seconds.
+RETRY_AFTER_SECONDS = 5
+# How often enqueue looks again when the job changed while it was being queued.
+ENQUEUE_ATTEMPTS = 3
+# The ID of a job that is not unique: what uuid4().hex gives.
+RANDOM_JOB_ID = re.compile(r"[0-9a-f]{32}")
 # The failures in the health record each ARQ worker keeps in Redis, in the format
 # ARQ documents: "Mar-01 17:41:22 j_complete=3 j_failed=1 j_retried=0 ...".
 FAILED_JOBS = re.compile(rb"\bj_failed=(\d+)")
@@ -82,6 +99,22 @@ def job_id_for(queue_name: str, function: str, unique_key: str | None) -> str:
     return f"{queue_name}:{function}:{unique_key}"
 
 
+def is_job_id(job_id: str, queue_name: str, functions: Collection[str]) -> bool:
+    """Whether ``job_id_for`` could have made ``job_id`` for this queue: anything else
+    is no job of this service, and is not looked up."""
+    if RANDOM_JOB_ID.fullmatch(job_id):
+        return True
+    rest = job_id.removeprefix(f"{queue_name}:")
+    function, _, key = rest.partition(":")
+    return rest != job_id and function in functions and key != ""
+
+
+def job_id_pattern(functions: Collection[str]) -> str:
+    """The job IDs ``job_id_for`` makes, as a regular expression for the API docs."""
+    names = "|".join(sorted(re.escape(name) for name in functions))
+    return f"^({RANDOM_JOB_ID.pattern}|.+:({names}):.+)$"
+
+
 def with_request_id(function: JobFunction) -> WorkerCoroutine:
     """Wrap a job so that it runs, and logs, under the request ID it was queued with."""
 
@@ -103,17 +136,33 @@ def serialize(data: dict[str, Any]) -> bytes:
     """Jobs and results as JSON, not ARQ's default pickle: data read from Redis then
     never runs code. An exception (a failed job's result) is stored as its description.
     """
-    return json.dumps(data, default=_json_default).encode()
+    return json.dumps(data, default=_json_default, allow_nan=False).encode()
 
 
 def deserialize(data: bytes) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(data)
+    """The JSON object ``serialize`` wrote; anything else raises ValueError."""
+    try:
+        loaded = json.loads(data, parse_constant=_refuse_constant)
+    except ValueError as error:
+        raise ValueError(f"not JSON: {error}") from error
+    if not isinstance(loaded, dict):
+        raise ValueError(f"not a JSON object but a {type(loaded).__name__}")
     return loaded
+
+
+def _refuse_constant(name: str) -> None:
+    # NaN and Infinity are no JSON, and no response could carry them.
+    raise ValueError(name)
 
 
 def describe_error(error: BaseException) -> str:
     """``Type: message``, as the ``error`` of a failed job shows it."""
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def is_wrong_type(error: ResponseError) -> bool:
+    """Whether Redis refused a command for the type of the key's value."""
+    return str(error).startswith("WRONGTYPE")
 
 
 def _json_default(value: object) -> str:
@@ -123,54 +172,110 @@ def _json_default(value: object) -> str:
 
 
 class ArqJobQueue:
-    """Jobs in Redis, run by ARQ workers (the ``worker`` command)."""
+    """Jobs in Redis, run by ARQ workers (the ``worker`` command).
 
-    def __init__(self, redis: ArqRedis, queue_name: str) -> None:
+    While Redis is out, enqueue and status raise ServiceUnavailableError (a 503 with
+    Retry-After); the outage is logged once, when it starts and when it ends.
+    """
+
+    def __init__(
+        self, redis: ArqRedis, queue_name: str, functions: Collection[str]
+    ) -> None:
         self.redis = redis
         self.queue_name = queue_name
+        self.functions = functions
 
     async def enqueue(
         self, function: str, *args: Any, unique_key: str | None = None
     ) -> JobInfo:
         job_id = job_id_for(self.queue_name, function, unique_key)
         try:
-            if unique_key is not None:
-                # ARQ refuses a job ID that has a pending job or a stored result: a
-                # pending job is the answer; a finished one's result makes way.
+            for _ in range(ENQUEUE_ATTEMPTS):
+                queued = await self._queue_unless_pending(job_id, function, args)
+                if queued is not None:
+                    break
+                # Pending, or changed meanwhile: a pending job is the answer.
                 current = await self._status(job_id)
                 if current is not None and current.status in PENDING:
-                    return current
-                await self.redis.delete(result_key_prefix + job_id)
-            job = await self.redis.enqueue_job(
-                function,
-                *args,
-                _job_id=job_id,
-                _queue_name=self.queue_name,
-                request_id=correlation_id.get(),
-            )
-            if job is None:  # Queued by another process just now.
-                return await self._status(job_id) or JobInfo(
-                    job_id=job_id, status="queued"
-                )
+                    queued = current
+                    break
+            else:
+                raise WatchError(f"job {job_id} kept changing while being queued")
         except RedisError as error:
-            raise ServiceUnavailableError(UNAVAILABLE) from error
-        return JobInfo(job_id=job_id, status="queued", enqueued_at=utc_now())
+            raise self._unavailable(error) from error
+        outage("redis").answered()
+        return queued
+
+    async def _queue_unless_pending(
+        self, job_id: str, function: str, args: tuple[Any, ...]
+    ) -> JobInfo | None:
+        """Queue the job, unless one of its ID is pending; None if not queued.
+
+        A finished job's result makes way for the new run in the same transaction, so
+        that a status read sees the one or the other, never neither. The job is stored
+        as ARQ's enqueue_job stores it, which cannot replace a result.
+        """
+        job_key, result_key = job_key_prefix + job_id, result_key_prefix + job_id
+        async with self.redis.pipeline(transaction=True) as transaction:
+            await transaction.watch(job_key, result_key)
+            if await transaction.exists(job_key):
+                return None
+            enqueued_at = utc_now()
+            enqueued_ms = round(enqueued_at.timestamp() * 1000)
+            kwargs = {"request_id": correlation_id.get()}
+            job = serialize_job(
+                function, args, kwargs, None, enqueued_ms, serializer=serialize
+            )
+            transaction.multi()  # type: ignore[no-untyped-call]
+            transaction.delete(result_key)
+            transaction.psetex(job_key, self.redis.expires_extra_ms, job)
+            transaction.zadd(self.queue_name, {job_id: enqueued_ms})
+            try:
+                await transaction.execute()
+            except WatchError:  # Queued, or finished, by another process just now.
+                return None
+        return JobInfo(job_id=job_id, status="queued", enqueued_at=enqueued_at)
 
     async def status(self, job_id: str) -> JobInfo | None:
+        if not is_job_id(job_id, self.queue_name, self.functions):
+            return None  # No job of this service: Redis is not asked.
         try:
-            return await self._status(job_id)
+            job = await self._status(job_id)
         except RedisError as error:
-            raise ServiceUnavailableError(UNAVAILABLE) from error
+            raise self._unavailable(error) from error
+        outage("redis").answered()
+        return job
+
+    def _unavailable(self, error: RedisError) -> ServiceUnavailableError:
+        outage("redis").failed(failure_reason(error), error)
+        return ServiceUnavailableError(UNAVAILABLE, retry_after=RETRY_AFTER_SECONDS)
 
     async def _status(self, job_id: str) -> JobInfo | None:
-        job = Job(
-            job_id, self.redis, _queue_name=self.queue_name, _deserializer=deserialize
-        )
-        state = await job.status()
-        if state == ArqStatus.complete:
-            outcome = await job.result_info()
-            if outcome is None:  # Expired since the status was read.
-                return None
+        """The job's state; None for an entry this service cannot have written (not
+        its JSON, or no string), as for no job at all."""
+        try:
+            return await self._read_status(job_id)
+        except (DeserializationError, ResponseError) as error:
+            if isinstance(error, ResponseError) and not is_wrong_type(error):
+                raise
+            log.warning("job_unreadable", job_id=job_id, error=describe_error(error))
+            return None
+
+    async def _read_status(self, job_id: str) -> JobInfo | None:
+        """What ARQ's Job.status and Job.info read, in one transaction: read one
+        after the other, they could miss a job whose result made way just between."""
+        async with self.redis.pipeline(transaction=True) as transaction:
+            transaction.get(result_key_prefix + job_id)
+            transaction.exists(in_progress_key_prefix + job_id)
+            transaction.zscore(self.queue_name, job_id)
+            transaction.get(job_key_prefix + job_id)
+            replies = await transaction.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        result, in_progress, score, definition = replies
+        if result is not None:
+            outcome = deserialize_result(result, deserializer=deserialize)
             return JobInfo(
                 job_id=job_id,
                 status="complete" if outcome.success else "failed",
@@ -179,13 +284,16 @@ class ArqJobQueue:
                 enqueued_at=outcome.enqueue_time.astimezone(UTC),
                 finished_at=outcome.finish_time.astimezone(UTC),
             )
-        if state == ArqStatus.not_found:
+        if not in_progress and score is None:
             return None
-        definition = await job.info()
+        enqueued_at = None
+        if definition is not None:
+            job = deserialize_job(definition, deserializer=deserialize)
+            enqueued_at = job.enqueue_time.astimezone(UTC)
         return JobInfo(
             job_id=job_id,
-            status="in_progress" if state == ArqStatus.in_progress else "queued",
-            enqueued_at=definition.enqueue_time.astimezone(UTC) if definition else None,
+            status="in_progress" if in_progress else "queued",
+            enqueued_at=enqueued_at,
         )
 
     async def depth(self) -> int:
@@ -320,6 +428,8 @@ class InProcessJobQueue:
             del self._runs[run.job_id]
 
     async def status(self, job_id: str) -> JobInfo | None:
+        if not is_job_id(job_id, self.queue_name, self.functions):
+            return None
         run = self._runs.get(job_id)
         return run.info() if run else None
 

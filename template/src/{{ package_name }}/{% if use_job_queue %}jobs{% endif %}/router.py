@@ -2,16 +2,17 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from ..db import SessionDep
 from ..items.schemas import ItemId
 from ..items.service import get_item
 from ..problems import PROBLEM_RESPONSES, NotFoundError
-from .queue import JobQueue
+from .queue import JobQueue, job_id_pattern
 from .schemas import ItemResultRead, JobAccepted, JobInfo
 from .tasks import queue_processing, store_result
+from .worker import JOBS
 
 
 def get_job_queue(request: Request) -> JobQueue:
@@ -20,6 +21,15 @@ def get_job_queue(request: Request) -> JobQueue:
 
 
 JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]
+# Documented, not enforced by FastAPI: an ID of another form is a 404, as an unknown
+# one is, rather than a 422.
+JobId = Annotated[
+    str,
+    Path(
+        description="The ID that queueing the job returned.",
+        json_schema_extra={"pattern": job_id_pattern(JOBS)},
+    ),
+]
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 
@@ -54,19 +64,24 @@ async def process_item(
     await get_item(session, item_id)  # A missing item is a 404, not a queued job.
     job = await queue_processing(queue, item_id)
     accepted = JobAccepted(job_id=job.job_id, status=job.status)
+    # A path, not a URL: a URL would be built from the Host header, which the
+    # client sends and anyone can forge.
+    path = request.app.url_path_for("get_job", job_id=job.job_id)
+    location = request.scope.get("root_path", "") + path
     return JSONResponse(
         accepted.model_dump(),
         status_code=status.HTTP_202_ACCEPTED,
-        headers={"Location": str(request.url_for("get_job", job_id=job.job_id))},
+        headers={"Location": location},
     )
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"], summary="Get a job")
-async def get_job(job_id: str, queue: JobQueueDep) -> JobInfo:
+async def get_job(job_id: JobId, queue: JobQueueDep) -> JobInfo:
     """The job's status, and its result once it is complete.
 
     A job is kept for ``JOB_KEEP_RESULT`` seconds after it ends; after that, as for an
-    unknown ID, the answer is 404.
+    unknown ID, the answer is 404. While the queue is unavailable the answer is 503,
+    with Retry-After.
     """
     job = await queue.status(job_id)
     if job is None:

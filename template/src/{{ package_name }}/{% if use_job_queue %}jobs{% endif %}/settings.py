@@ -7,7 +7,9 @@ from ..redis_client import RedisSettings
 
 
 class JobSettings(RedisSettings):
-    job_queue_name: str = f"{DISTRIBUTION}:jobs"
+    # Part of each unique job's ID, which the Location of a queued job holds: no
+    # character that a URL path gives another meaning.
+    job_queue_name: str = Field(default=f"{DISTRIBUTION}:jobs", pattern=r"^[^/?#%\s]+$")
     job_max_tries: int = Field(default=3, ge=1)
     job_timeout: float = Field(default=300.0, gt=0)
     job_keep_result: float = Field(default=3600.0, ge=0)
