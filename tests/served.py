@@ -3,7 +3,9 @@
 A project runs as real processes (`uv run SLUG serve`, `uv run SLUG worker`) started with
 `started`, waited for with `wait_until_serving`; psql and redis-cli (`tool`) reach the
 machine's servers, whose URLs come from TEST_DATABASE_URL and TEST_REDIS_URL
-(`required_env`). Used by tests/test_backup.py, test_loadtest.py and test_fuzz.py.
+(`required_env`), in databases and under Redis keys of their own (`temporary_database`,
+`redis_key_prefix`). Used by tests/test_backup.py, test_loadtest.py, test_fuzz.py and
+test_rolling_restart.py.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -44,6 +48,30 @@ def psql(url: str, *commands: str) -> str:
     """Run SQL commands on a libpq URL; their output, one value a line."""
     options = ["--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--set=ON_ERROR_STOP=1"]
     return tool("psql", *options, url, *(f"--command={command}" for command in commands))
+
+
+@contextmanager
+def temporary_database(name: str) -> Iterator[str]:
+    """A new database on TEST_DATABASE_URL's server, named ``name``; its URL. Dropped at the end."""
+    base = urlsplit(required_env("TEST_DATABASE_URL"))
+    admin = urlunsplit((base.scheme.split("+")[0], base.netloc, base.path, "", ""))
+    psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit((base.scheme, base.netloc, f"/{name}", base.query, ""))
+    finally:
+        psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def redis_key_prefix(label: str) -> Iterator[str]:
+    """A key prefix of its own on TEST_REDIS_URL's server; its keys are deleted at the end."""
+    prefix = f"{label}-{uuid.uuid4().hex[:12]}"
+    try:
+        yield prefix
+    finally:
+        url = required_env("TEST_REDIS_URL")
+        if keys := tool("redis-cli", "-u", url, "--scan", "--pattern", f"*{prefix}*").split():
+            tool("redis-cli", "-u", url, "DEL", *keys)
 
 
 def free_port() -> int:

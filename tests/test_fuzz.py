@@ -16,15 +16,21 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from harness import DEFAULT_SLUG, feature_toggles, project_env, render, run
-from served import RAISED_RATE_LIMIT, free_port, psql, required_env, started, tool, wait_until_serving
+from served import (
+    RAISED_RATE_LIMIT,
+    free_port,
+    redis_key_prefix,
+    required_env,
+    started,
+    temporary_database,
+    wait_until_serving,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fuzz")]
 
@@ -50,26 +56,15 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def database_url(worker_id: str) -> Iterator[str]:
     """A new PostgreSQL database's URL. Dropped at the end."""
-    base = urlsplit(required_env("TEST_DATABASE_URL"))
-    name = f"template_fuzz_{worker_id}"
-    admin = urlunsplit((base.scheme.split("+")[0], base.netloc, base.path, "", ""))
-    psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit((base.scheme, base.netloc, f"/{name}", base.query, ""))
-    finally:
-        psql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temporary_database(f"template_fuzz_{worker_id}") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def redis_prefix() -> Iterator[str]:
     """A key prefix of this run's own; its keys are deleted at the end."""
-    prefix = f"template-fuzz-{uuid.uuid4().hex[:12]}"
-    try:
+    with redis_key_prefix("template-fuzz") as prefix:
         yield prefix
-    finally:
-        url = required_env("TEST_REDIS_URL")
-        if keys := tool("redis-cli", "-u", url, "--scan", "--pattern", f"*{prefix}*").split():
-            tool("redis-cli", "-u", url, "DEL", *keys)
 
 
 @pytest.fixture(scope="module")

@@ -158,7 +158,7 @@ def git_attribute(project: Path, tmp_path: Path, attribute: str, paths: list[str
 
 
 def test_files_a_container_or_ci_reads_are_checked_out_with_lf(project: Path, tmp_path: Path) -> None:
-    files = ["Dockerfile", ".dockerignore", "compose.yaml", ".env.example"]
+    files = ["Dockerfile", ".dockerignore", "compose.yaml", ".env.example", "deploy/haproxy/haproxy.cfg"]
     files += [str(p.relative_to(project)) for p in workflow_files(project)]
     missing = [f for f in files if not (project / f).is_file()]
     assert not missing, f"not in the project: {missing}"

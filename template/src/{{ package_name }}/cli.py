@@ -6,6 +6,7 @@ Each feature adds commands of its own (``Feature.add_commands``).
 import argparse
 from collections.abc import Sequence
 from importlib.metadata import metadata
+from typing import Any
 
 from . import DISTRIBUTION, backup
 from .feature import Commands, Service, echo
@@ -93,6 +94,7 @@ def run_server(args: argparse.Namespace, service: Service) -> int:
 
     from .logs import configure_logging
     from .migrations import upgrade
+    from .server import DrainingServer
 
     settings = service.settings
     configure_logging(settings)
@@ -100,16 +102,26 @@ def run_server(args: argparse.Namespace, service: Service) -> int:
         upgrade(settings.database_url)  # The one-command local start needs a schema.
     for feature in service.features:
         feature.prepare_server(args.workers)
-    uvicorn.run(
-        f"{__package__}.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        reload=args.reload,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
-    return 0
+    app = f"{__package__}.main:create_app"
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        # The client address and scheme come from X-Forwarded-For and -Proto only when
+        # the peer is one of these: the proxy (docs/DEPLOYMENT.md#behind-a-proxy).
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "timeout_graceful_shutdown": settings.graceful_timeout_seconds,
+    }
+    if args.workers > 1 or args.reload:
+        # uvicorn's supervisors run a server of their own in each process, which
+        # stops at once on SIGTERM: no drain period (docs/DEPLOYMENT.md).
+        uvicorn.run(app, workers=args.workers, reload=args.reload, **options)
+        return 0
+    server = DrainingServer(uvicorn.Config(app, **options), settings.drain_seconds)
+    server.run()
+    # A failure to start (a port in use, a lifespan error) has been logged.
+    return 0 if server.started else 1

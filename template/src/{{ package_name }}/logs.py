@@ -23,6 +23,10 @@ from .masking import mask_mapping, mask_text
 from .settings import Settings
 
 LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "sqlalchemy", "alembic")
+# C0 controls, DEL and C1 controls (0x9b starts an escape sequence too), as \xNN.
+CONTROL_CHARACTERS = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))
+}
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
@@ -56,7 +60,8 @@ def configure_logging(
         ]
         renderer = structlog.processors.JSONRenderer()
     else:
-        rendering = []
+        # JSON escapes control characters; a terminal would obey them.
+        rendering = [_escape_controls]
         renderer = structlog.dev.ConsoleRenderer()
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(
@@ -143,6 +148,37 @@ def _mask_secrets(
     logger: WrappedLogger, method_name: str, event_dict: EventDict
 ) -> EventDict:
     return mask_mapping(event_dict)
+
+
+def _escape_controls(
+    logger: WrappedLogger, method_name: str, event_dict: EventDict
+) -> EventDict:
+    """Escape the control characters in the keys, the event and the text values: a
+    path or a header that a client sent could otherwise recolour or clear the
+    terminal, or forge a line of its own after a newline."""
+    escaped: EventDict = {}
+    for key, value in event_dict.items():
+        if isinstance(value, str) and not value.isprintable():
+            value = _escaped(value) if key == "event" else Quoted(value)
+        escaped[_escaped(key)] = value
+    return escaped
+
+
+def _escaped(text: str) -> str:
+    return text if text.isprintable() else text.translate(CONTROL_CHARACTERS)
+
+
+class Quoted:
+    """Text the console renderer shows as repr() does, quoted and escaped. (It shows
+    text with a space or a quote so already, but other text as it is.)"""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return repr(self.text)
 
 
 def _mask_exception(

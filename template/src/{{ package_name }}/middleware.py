@@ -6,7 +6,7 @@ import secrets
 import time
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from starlette.exceptions import HTTPException
@@ -41,7 +41,8 @@ RawHeaders = list[tuple[bytes, bytes]]
 def build_middleware(service: Service) -> list[Middleware]:
     """The middleware stack, outermost first: the core's, then the features'."""
     settings = service.settings
-    observers = [o for f in service.features for o in f.request_observers(service)]
+    features = service.features
+    observers = [o for f in features for o in f.request_observers(service)]
     stack = [
         Middleware(
             CorrelationIdMiddleware,
@@ -61,6 +62,25 @@ def build_middleware(service: Service) -> list[Middleware]:
             docs_paths=DOCS_PAGES,
             hsts=settings.is_production,
         ),
+        Middleware(
+            HeaderSizeLimitMiddleware, max_bytes=settings.max_request_header_bytes
+        ),
+    ]
+    if settings.allowed_hosts and "*" not in settings.allowed_hosts:
+        # Probes and scrapes come by the instance's address (a pod's IP, 127.0.0.1 in
+        # a container's health check), and their answers use no Host: let them in.
+        machine_paths = frozenset[str]().union(
+            *(f.infrastructure_paths for f in features)
+        )
+        stack.append(
+            Middleware(
+                TrustedHostMiddleware,
+                allowed_hosts=settings.allowed_hosts,
+                exempt_paths=machine_paths,
+            )
+        )
+    stack += [
+        Middleware(RelativeRedirectMiddleware),
         Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes),
         Middleware(
             UnhandledErrorMiddleware,
@@ -78,7 +98,7 @@ def build_middleware(service: Service) -> list[Middleware]:
             )
         )
     # Inside CORS, request IDs and security headers: a 429 carries them all.
-    for feature in service.features:
+    for feature in features:
         stack += feature.middleware(service)
     return stack
 
@@ -182,6 +202,89 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class HeaderSizeLimitMiddleware:
+    """Answer 431 to a request whose headers (names and values) exceed ``max_bytes``.
+
+    uvicorn has read them already (its default parser sets no limit of its own): this
+    keeps large headers out of the app, the logs and the database. The proxy in front
+    refuses them before they cost any memory (docs/PRODUCTION.md).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.detail = f"The request headers exceed {max_bytes} bytes."
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope["headers"])
+            if size > self.max_bytes:
+                await problem_response(431, self.detail)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class TrustedHostMiddleware:
+    """Answer 400 to a request whose Host header names no allowed host.
+
+    ``allowed_hosts`` are names in lower case; ``*.example.com`` allows every
+    subdomain of example.com (not example.com itself). Requests to ``exempt_paths``
+    pass whatever their Host.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed_hosts: Sequence[str],
+        exempt_paths: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app = app
+        self.names = frozenset(h for h in allowed_hosts if not h.startswith("*."))
+        self.suffixes = tuple(h[1:] for h in allowed_hosts if h.startswith("*."))
+        self.exempt_paths = exempt_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and not self.is_allowed(_host_name(scope))
+            and route_path(scope) not in self.exempt_paths
+        ):
+            detail = "The Host header names no host this service answers for."
+            await problem_response(400, detail)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def is_allowed(self, host: str) -> bool:
+        return host in self.names or (bool(host) and host.endswith(self.suffixes))
+
+
+class RelativeRedirectMiddleware:
+    """Make a redirect to the service's own URL relative: path and query only.
+
+    Starlette builds the absolute URL of its redirects (such as the router's, which
+    adds or removes a trailing slash) from the Host header, which the client chose:
+    relative, the Location cannot send anyone to another host.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_relative(message: Message) -> None:
+            if message["type"] == "http.response.start" and (
+                300 <= message["status"] < 400
+            ):
+                headers = message.get("headers", [])
+                message["headers"] = _relative_locations(scope, headers)
+            await send(message)
+
+        await self.app(scope, receive, send_relative)
+
+
 class BodySizeLimitMiddleware:
     """Answer 413 to a request body over the limit.
 
@@ -278,6 +381,34 @@ def _content_length(scope: Scope) -> int | None:
         if name == b"content-length":
             return int(value) if value.isdigit() else None
     return None
+
+
+def _host_name(scope: Scope) -> str:
+    """The Host header's name in lower case, without its port; "" if there is none."""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host: str = value.decode("latin-1").lower()
+            if host.startswith("["):  # [::1]:8000
+                return host.partition("]")[0] + "]"
+            return host.partition(":")[0]
+    return ""
+
+
+def _relative_locations(
+    scope: Scope, headers: Iterable[tuple[bytes, bytes]]
+) -> RawHeaders:
+    """``headers``, a Location on the request's own scheme and Host made relative."""
+    own = None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            own = f"{scope['scheme']}://".encode() + value
+    relative: RawHeaders = []
+    for name, value in headers:
+        if name.lower() == b"location" and own and value.startswith(own + b"/"):
+            # One slash: //host/... would be a URL of another host again.
+            value = b"/" + value[len(own) :].lstrip(b"/")
+        relative.append((name, value))
+    return relative
 
 
 def _append_headers(message: Message, extra: RawHeaders) -> None:
