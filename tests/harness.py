@@ -146,8 +146,13 @@ def render(
     *,
     skip_tasks: bool = False,
     overwrite: bool = False,
+    exclude: Sequence[str] = (),
 ) -> Path:
-    """Render the template (working tree of this repo, tasks on unless told) into dst."""
+    """Render the template (working tree of this repo, tasks on unless told) into dst.
+
+    `exclude` adds gitignore-style patterns of files not to render, for a test that
+    reads only some of a project (rendering is most of such a test's time).
+    """
     import copier
 
     with warnings.catch_warnings():
@@ -161,6 +166,7 @@ def render(
             unsafe=True,  # the template has tasks; the suite trusts it
             skip_tasks=skip_tasks,
             overwrite=overwrite,
+            exclude=list(exclude),
             quiet=True,
             # Without a ref copier takes the newest git tag; the suite checks HEAD plus
             # the uncommitted changes of the working tree.
