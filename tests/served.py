@@ -11,6 +11,7 @@ test_rolling_restart.py.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -120,3 +121,34 @@ def wait_until_serving(server: subprocess.Popen[bytes], url: str, log: Path) -> 
         if time.monotonic() > deadline:
             pytest.fail(f"no 200 from {url} within {STARTUP_TIMEOUT}s:\n{read_log(log)}", pytrace=False)
         time.sleep(0.5)
+
+
+def haproxy() -> str:
+    path = shutil.which("haproxy")
+    if path is None:
+        pytest.fail("haproxy is not installed: .ci/run installs it (apt-get install haproxy)", pytrace=False)
+    return path
+
+
+@contextmanager
+def running_haproxy(config: str, directory: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """The real haproxy on ``config``, written to ``directory``; the process and its log."""
+    (directory / "haproxy.cfg").write_text(config, encoding="utf-8")
+    log = directory / "haproxy.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [haproxy(), "-db", "-f", "haproxy.cfg"],
+            cwd=directory,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +25,7 @@ import httpx
 import pytest
 
 from harness import DEFAULT_SLUG, feature_toggles, project_env, render, run
-from served import free_port, read_log, started, wait_until_serving
+from served import free_port, haproxy, read_log, running_haproxy, started, wait_until_serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("edge")]
 
@@ -40,13 +38,6 @@ CUT_OFF = 1.0  # seconds: the shortened http-request and http-keep-alive timeout
 SLACK = 3.0  # what a loaded CI machine may add to a timeout
 PROXY_START_TIMEOUT = 30
 HEADER_LIMIT = 16_384
-
-
-def haproxy() -> str:
-    path = shutil.which("haproxy")
-    if path is None:
-        pytest.fail("haproxy is not installed: .ci/run installs it (apt-get install haproxy)", pytrace=False)
-    return path
 
 
 def replaced(text: str, old: str, new: str) -> str:
@@ -88,19 +79,8 @@ def proxy_url(project: Path, app_port: int, tmp_path_factory: pytest.TempPathFac
     config = replaced(config, "server api api:8000 ", f"server api 127.0.0.1:{app_port} source {PROXY} ")
     config = replaced(config, "timeout http-request 10s", f"timeout http-request {CUT_OFF:g}s")
     config = replaced(config, "timeout http-keep-alive 10s", f"timeout http-keep-alive {CUT_OFF:g}s")
-    directory = tmp_path_factory.mktemp("haproxy")
-    (directory / "haproxy.cfg").write_text(config, encoding="utf-8")
-    log = directory / "haproxy.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [haproxy(), "-db", "-f", "haproxy.cfg"],
-            cwd=directory,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
+    with running_haproxy(config, tmp_path_factory.mktemp("haproxy")) as (process, log):
         deadline = time.monotonic() + PROXY_START_TIMEOUT
         while not _answers(url):
             if process.poll() is not None or time.monotonic() > deadline:
@@ -108,13 +88,6 @@ def proxy_url(project: Path, app_port: int, tmp_path_factory: pytest.TempPathFac
                 pytest.fail(f"no 200 through haproxy (exit {process.poll()}):\n{output}", pytrace=False)
             time.sleep(0.2)
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _answers(url: str) -> bool:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -40,7 +39,7 @@ import httpx
 import pytest
 
 from harness import DEFAULT_SLUG, feature_toggles, project_env, render, run
-from served import free_port, read_log, redis_key_prefix, required_env, temporary_database
+from served import free_port, read_log, redis_key_prefix, required_env, running_haproxy, temporary_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rolling-restart")]
 
@@ -61,13 +60,6 @@ START_TIMEOUT = 120
 STOP_TIMEOUT = DRAIN_SECONDS + 30
 BACK_IN_TIMEOUT = 30  # for HAProxy to send a restarted replica traffic again
 DRILL_TIMEOUT = 240
-
-
-def haproxy() -> str:
-    path = shutil.which("haproxy")
-    if path is None:
-        pytest.fail("haproxy is not installed: .ci/run installs it (apt-get install haproxy)", pytrace=False)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +115,7 @@ class Replica:
         self.starts += 1
         command = [f".venv/bin/{DEFAULT_SLUG}", "serve", "--port", str(self.port)]
         with self.log.open("wb") as sink:
-            self.process = subprocess.Popen(  # noqa: S603 (the project's own command)
+            self.process = subprocess.Popen(
                 command, cwd=self.project, env=self.env, stdout=sink, stderr=subprocess.STDOUT
             )
 
@@ -170,7 +162,9 @@ def replicas(project: Path, service_env: dict[str, str]) -> Iterator[list[Replic
 
 
 @pytest.fixture(scope="module")
-def proxy(project: Path, replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+def proxy(
+    project: Path, replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proxy]:
     """The real haproxy on the generated config, its one server replaced by the replicas."""
     config = (project / CONFIG).read_text(encoding="utf-8")
     port, stats = free_port(), free_port()
@@ -179,24 +173,10 @@ def proxy(project: Path, replicas: list[Replica], tmp_path_factory: pytest.TempP
     assert "bind :8000" in config, f"{CONFIG} no longer binds :8000: update tests/test_rolling_restart.py"
     config = config.replace("bind :8000", f"bind 127.0.0.1:{port}").replace(server, servers)
     config += f"\nfrontend stats\n    bind 127.0.0.1:{stats}\n    stats enable\n    stats uri /stats\n"
-    directory = tmp_path_factory.mktemp("haproxy")
-    (directory / "haproxy.cfg").write_text(config, encoding="utf-8")
-    log = directory / "haproxy.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [haproxy(), "-db", "-f", "haproxy.cfg"], cwd=directory, stdout=sink, stderr=subprocess.STDOUT
-        )
-    proxy = Proxy(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{stats}/stats;csv", log)
-    try:
+    with running_haproxy(config, tmp_path_factory.mktemp("haproxy")) as (process, log):
+        proxy = Proxy(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{stats}/stats;csv", log)
         proxy.wait_until_up([r.index for r in replicas], process)
         yield proxy
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass
@@ -249,7 +229,9 @@ class Load:
     limited: list[int] = field(default_factory=list)  # the limited client's statuses
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def request(self, client: httpx.AsyncClient, method: str, path: str, **kwargs: object) -> httpx.Response | None:
+    async def request(
+        self, client: httpx.AsyncClient, method: str, path: str, **kwargs: object
+    ) -> httpx.Response | None:
         began = time.monotonic()
         try:
             response = await client.request(method, path, **kwargs)  # type: ignore[arg-type]
@@ -262,7 +244,9 @@ class Load:
     async def user(self, base_url: str, user: int) -> None:
         """Reads and writes, one at a time, with a pause between them."""
         transport = httpx.AsyncHTTPTransport(local_address=f"127.0.1.{user + 1}")
-        async with httpx.AsyncClient(base_url=base_url, transport=transport, headers={"Host": HOST}, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=base_url, transport=transport, headers={"Host": HOST}, timeout=30
+        ) as client:
             turn = 0
             while not self.stop.is_set():
                 turn += 1
@@ -281,7 +265,9 @@ class Load:
     async def limited_client(self, base_url: str, seconds: float) -> None:
         """LIMITED_REQUESTS from one address, evenly over ``seconds``."""
         transport = httpx.AsyncHTTPTransport(local_address=LIMITED_CLIENT)
-        async with httpx.AsyncClient(base_url=base_url, transport=transport, headers={"Host": HOST}, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=base_url, transport=transport, headers={"Host": HOST}, timeout=30
+        ) as client:
             began = time.monotonic()
             for sent in range(LIMITED_REQUESTS):
                 await asyncio.sleep(max(0.0, began + sent * seconds / LIMITED_REQUESTS - time.monotonic()))
@@ -402,4 +388,3 @@ def test_a_replica_fails_readiness_while_it_drains(drill: Drill, replicas: list[
     for replica in replicas:
         first_run = replica.project.parent / f"replica-{replica.index}-1.log"
         assert '"event": "draining"' in read_log(first_run), read_log(first_run)[-3000:]
-
