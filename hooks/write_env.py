@@ -7,8 +7,9 @@ with the new project as the working directory (see ``_tasks`` in ``copier.yml``)
 * otherwise copies ``.env.example`` to ``.env``, replacing the placeholder
   ``SECRET_KEY=`` line with a fresh random key (``secrets.token_urlsafe(48)``, 64
   characters) and the ``POSTGRES_PASSWORD=`` line (the password of compose.yaml's
-  database) with a fresh random password, and makes the file readable by its owner
-  only;
+  database) with a fresh random password, and an ``AUTH_DEVELOPMENT_KEY=`` line, where
+  the example has one, with a fresh secret of its own; and makes the file readable by
+  its owner only;
 * exits with status 1 and says why when ``.env.example`` is missing.
 
 ``.env`` is gitignored and the template has no such file, so ``copier update`` never
@@ -27,6 +28,8 @@ EXAMPLE_NAME = ".env.example"
 ENV_NAME = ".env"
 SECRET_KEY = "SECRET_KEY"
 POSTGRES_PASSWORD = "POSTGRES_PASSWORD"
+# Present when the project has authentication: it signs development tokens.
+AUTH_DEVELOPMENT_KEY = "AUTH_DEVELOPMENT_KEY"
 
 
 def render_env(example: str, secrets_by_name: dict[str, str]) -> str:
@@ -77,6 +80,7 @@ def write_env(project_dir: Path) -> int:
     fresh = {
         SECRET_KEY: secrets.token_urlsafe(48),
         POSTGRES_PASSWORD: secrets.token_urlsafe(24),
+        AUTH_DEVELOPMENT_KEY: secrets.token_urlsafe(48),
     }
     content = render_env(example, fresh)
 

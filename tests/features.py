@@ -67,6 +67,16 @@ FEATURES: dict[str, Footprint] = {
         paths=("src/{package}/rate_limiting.py", "tests/test_rate_limiting.py", "docs/RATE_LIMITING.md"),
         strings=("from limits", "import limits", '"limits', "RATE_LIMIT"),
     ),
+    "use_auth": Footprint(
+        paths=(
+            "src/{package}/identity",
+            "tests/test_identity*.py",
+            "tests/integration/issuer.py",
+            "tests/integration/test_issuer*.py",
+            "docs/AUTH.md",
+        ),
+        strings=("AUTH_ISSUER", "AUTH_DEVELOPMENT_KEY", "pyjwt[crypto]", "import jwt"),
+    ),
     "use_job_queue": Footprint(
         paths=(
             "src/{package}/jobs",

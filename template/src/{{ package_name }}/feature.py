@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, params
 from pydantic import create_model
 from starlette.datastructures import State
 from starlette.middleware import Middleware
@@ -103,7 +103,19 @@ class Feature:
         return []
 
     def install(self, app: FastAPI, service: "Service") -> None:
-        """Add routes, exception handlers and state to the app."""
+        """Add routes outside the API, exception handlers and state to the app."""
+
+    def api_routers(self) -> list[APIRouter]:
+        """Routers of the feature's resources, mounted in the versioned API."""
+        return []
+
+    def api_dependencies(self, service: "Service") -> list[params.Depends]:
+        """Dependencies of every API route (its guard, say)."""
+        return []
+
+    def api_responses(self) -> dict[int | str, dict[str, Any]]:
+        """Responses every API route may give because of the feature, for OpenAPI."""
+        return {}
 
     def lifespan(self, app: FastAPI) -> AbstractAsyncContextManager[None]:
         """What the feature opens at start-up and closes at shutdown."""

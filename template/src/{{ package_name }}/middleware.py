@@ -8,6 +8,7 @@ import traceback
 import uuid
 from collections.abc import Iterable, Sequence
 
+import structlog
 from asgi_correlation_id import CorrelationIdMiddleware
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -136,6 +137,9 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Fields bound to the logs during a request (the caller's ``user``) are its
+        # own: a server runs each request in a fresh context, but a test client may not.
+        structlog.contextvars.clear_contextvars()
         start = time.perf_counter()
         status = 500
         quiet = route_path(scope) in self.quiet_paths

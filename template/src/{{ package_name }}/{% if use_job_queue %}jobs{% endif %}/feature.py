@@ -5,10 +5,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.datastructures import State
 
-from ..api import API_PREFIX
 from ..feature import Commands, Feature, HealthCheck, Service, echo
 from ..redis_client import SharedRedis, get_redis
 from ..settings import Settings
@@ -44,8 +43,8 @@ class BackgroundJobs(Feature):
     models = (ItemResult,)
     libraries = ("arq",)
 
-    def install(self, app: FastAPI, service: Service) -> None:
-        app.include_router(router, prefix=API_PREFIX)
+    def api_routers(self) -> list[APIRouter]:
+        return [router]
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:

@@ -116,15 +116,24 @@ def job_id_pattern(functions: Collection[str]) -> str:
 
 
 def with_request_id(function: JobFunction) -> WorkerCoroutine:
-    """Wrap a job so that it runs, and logs, under the request ID it was queued with."""
+    """Wrap a job so that it runs, and logs, under the request ID it was queued with.
+
+    ``log_fields``: the fields the request's log lines had (its ``user``, say), for
+    the job's lines too.
+    """
 
     @functools.wraps(function)
     async def run(
-        ctx: dict[Any, Any], *args: Any, request_id: str | None = None, **kwargs: Any
+        ctx: dict[Any, Any],
+        *args: Any,
+        request_id: str | None = None,
+        log_fields: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> Any:
         token = correlation_id.set(request_id)
+        fields = (log_fields or {}) | {"job_id": ctx["job_id"]}
         try:
-            with structlog.contextvars.bound_contextvars(job_id=ctx["job_id"]):
+            with structlog.contextvars.bound_contextvars(**fields):
                 return await function(ctx, *args, **kwargs)
         finally:
             correlation_id.reset(token)
@@ -222,7 +231,10 @@ class ArqJobQueue:
                 return None
             enqueued_at = utc_now()
             enqueued_ms = round(enqueued_at.timestamp() * 1000)
-            kwargs = {"request_id": correlation_id.get()}
+            kwargs = {
+                "request_id": correlation_id.get(),
+                "log_fields": structlog.contextvars.get_contextvars(),
+            }
             job = serialize_job(
                 function, args, kwargs, None, enqueued_ms, serializer=serialize
             )
@@ -382,7 +394,13 @@ class InProcessJobQueue:
         arguments = deserialize(serialize({"args": args}))["args"]
         run = _Run(job_id=job_id, enqueued_at=utc_now())
         run.task = asyncio.create_task(
-            self._execute(run, job, arguments, correlation_id.get())
+            self._execute(
+                run,
+                job,
+                arguments,
+                correlation_id.get(),
+                structlog.contextvars.get_contextvars(),
+            )
         )
         self._runs[job_id] = run
         return run.info()
@@ -393,13 +411,16 @@ class InProcessJobQueue:
         job: WorkerCoroutine,
         args: list[Any],
         request_id: str | None,
+        log_fields: dict[str, Any],
     ) -> None:
         for job_try in range(1, self.max_tries + 1):
             run.status = "in_progress"
             ctx = {**self.ctx, "job_id": run.job_id, "job_try": job_try}
             try:
                 async with asyncio.timeout(self.timeout):
-                    result = await job(ctx, *args, request_id=request_id)
+                    result = await job(
+                        ctx, *args, request_id=request_id, log_fields=log_fields
+                    )
                 result = deserialize(serialize({"result": result}))["result"]
             except Retry as retry:
                 run.status = "queued"
