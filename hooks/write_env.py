@@ -94,8 +94,8 @@ def write_env(project_dir: Path) -> int:
         env_file.write(content)
 
     print(
-        f"Created {ENV_NAME} from {EXAMPLE_NAME} with a new random SECRET_KEY and "
-        "POSTGRES_PASSWORD (gitignored; keep it out of version control)."
+        f"Created {ENV_NAME} from {EXAMPLE_NAME} with new random secrets "
+        "(gitignored; keep it out of version control)."
     )
     return 0
 

@@ -4,7 +4,8 @@ A project runs as real processes (`uv run SLUG serve`, `uv run SLUG worker`) sta
 `started`, waited for with `wait_until_serving`; psql and redis-cli (`tool`) reach the
 machine's servers, whose URLs come from TEST_DATABASE_URL and TEST_REDIS_URL
 (`required_env`), in databases and under Redis keys of their own (`temporary_database`,
-`redis_key_prefix`). Used by tests/test_backup.py, test_loadtest.py, test_fuzz.py and
+`redis_key_prefix`). A service with authentication takes the tokens of its own
+`token` command (`development_token`). Used by tests/test_backup.py, test_loadtest.py, test_fuzz.py and
 test_rolling_restart.py.
 """
 
@@ -30,6 +31,10 @@ from harness import run, uv_executable
 # What loadtests/README.md tells a load test to set on the service under test; the
 # fuzzer sets it too, so that it meets no 429.
 RAISED_RATE_LIMIT = "1000000/minute;100000000/hour"
+RAISED_RATE_LIMITS = {
+    "RATE_LIMIT_ANONYMOUS": RAISED_RATE_LIMIT,
+    "RATE_LIMIT_AUTHENTICATED": RAISED_RATE_LIMIT,
+}
 STARTUP_TIMEOUT = 300  # the first start compiles the project's bytecode
 
 
@@ -108,13 +113,30 @@ def started(
             process.wait()
 
 
-def wait_until_serving(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
+def development_token(project: Path, env: Mapping[str, str], slug: str, *, subject: str = "suite") -> str:
+    """A token from the project's own `token` command, with the write scope.
+
+    The service accepts it when it runs with the same settings: in development or test,
+    without AUTH_ISSUER, with the AUTH_DEVELOPMENT_KEY of the project's .env.
+    """
+    command = ["uv", "run", slug, "token", "--sub", subject, "--scope", "items:write"]
+    result = run(command, project, env=env, timeout=300, what="token")
+    return result.output.strip().splitlines()[-1]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def wait_until_serving(
+    server: subprocess.Popen[bytes], url: str, log: Path, headers: Mapping[str, str] | None = None
+) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
         if server.poll() is not None:
             pytest.fail(f"serve exited {server.returncode}:\n{read_log(log)}", pytrace=False)
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, headers=headers, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass

@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from harness import DEFAULT_SLUG, ROOT, Result, feature_toggles, project_env, render, run
-from served import free_port, started, wait_until_serving
+from served import bearer, development_token, free_port, started, wait_until_serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backup")]
 
@@ -110,9 +110,10 @@ def serving(project: Path, env: dict[str, str]) -> Iterator[httpx.Client]:
     port = free_port()
     log = project.parent / f"serve-{port}.log"
     base_url = f"http://127.0.0.1:{port}"
+    headers = bearer(development_token(project, env, DEFAULT_SLUG))
     with started(project, [DEFAULT_SLUG, "serve", "--port", str(port)], env, log) as server:
-        wait_until_serving(server, base_url + ITEMS, log)
-        with httpx.Client(base_url=base_url, timeout=10) as client:
+        wait_until_serving(server, base_url + ITEMS, log, headers)
+        with httpx.Client(base_url=base_url, headers=headers, timeout=10) as client:
             yield client
 
 

@@ -25,7 +25,16 @@ import httpx
 import pytest
 
 from harness import DEFAULT_SLUG, feature_toggles, project_env, render, run
-from served import free_port, haproxy, read_log, running_haproxy, started, wait_until_serving
+from served import (
+    bearer,
+    development_token,
+    free_port,
+    haproxy,
+    read_log,
+    running_haproxy,
+    started,
+    wait_until_serving,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("edge")]
 
@@ -90,6 +99,12 @@ def proxy_url(project: Path, app_port: int, tmp_path_factory: pytest.TempPathFac
         yield url
 
 
+@pytest.fixture(scope="module")
+def token(project: Path) -> str:
+    """A development token the served project accepts (the key is in its .env)."""
+    return development_token(project, project_env(project), DEFAULT_SLUG)
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(f"{url}/health/live", headers={"Host": "localhost"}, timeout=2).status_code == 200
@@ -131,13 +146,13 @@ def test_the_generated_config_passes_haproxy_check(project: Path) -> None:
     assert "Configuration file is valid" in result.output, result.describe()
 
 
-def test_a_request_reaches_the_service_with_the_clients_address(project: Path, proxy_url: str) -> None:
+def test_a_request_reaches_the_service_with_the_clients_address(
+    project: Path, proxy_url: str, token: str
+) -> None:
     transport = httpx.HTTPTransport(local_address=CLIENT)
     with httpx.Client(transport=transport, base_url=proxy_url, timeout=SLACK) as client:
-        response = client.get(
-            "/api/v1/items",
-            headers={"Host": "localhost", "X-Request-ID": "edge-xff", "X-Forwarded-For": "6.6.6.6"},
-        )
+        headers = {"Host": "localhost", "X-Request-ID": "edge-xff", "X-Forwarded-For": "6.6.6.6"}
+        response = client.get("/api/v1/items", headers=headers | bearer(token))
     assert response.status_code == 200, response.text
     deadline = time.monotonic() + SLACK
     while not (lines := access_lines(project, "edge-xff")) and time.monotonic() < deadline:

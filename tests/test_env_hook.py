@@ -32,7 +32,8 @@ RenderProject = Callable[..., Path]
 
 
 # What the task generates for each copy.
-GENERATED = pytest.mark.parametrize("name", ["SECRET_KEY", "POSTGRES_PASSWORD"])
+# (AUTH_DEVELOPMENT_KEY: the default answers include authentication.)
+GENERATED = pytest.mark.parametrize("name", ["SECRET_KEY", "POSTGRES_PASSWORD", "AUTH_DEVELOPMENT_KEY"])
 
 
 def generated(project: Path, name: str) -> str:

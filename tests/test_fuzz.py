@@ -3,9 +3,10 @@
 A project with every feature on is served on PostgreSQL and Redis as a real process:
 on a database of this module's own (created, migrated, and dropped at the end), under
 Redis keys of its own, with the rate limit raised and the docs (and so /openapi.json)
-on. Schemathesis then sends it requests made from that schema, valid and invalid ones
-in every phase (examples, coverage, fuzzing, stateful sequences), a bounded number of
-each and within a time limit, and no response may be a 5xx.
+on. Schemathesis then sends it requests made from that schema, with a development
+token of the service's own, valid and invalid ones in every phase (examples, coverage,
+fuzzing, stateful sequences), a bounded number of each and within a time limit, and no
+response may be a 5xx.
 
 Needs TEST_DATABASE_URL and TEST_REDIS_URL (as .ci/run sets them), and psql and
 redis-cli.
@@ -23,7 +24,8 @@ import pytest
 
 from harness import DEFAULT_SLUG, feature_toggles, project_env, render, run
 from served import (
-    RAISED_RATE_LIMIT,
+    RAISED_RATE_LIMITS,
+    development_token,
     free_port,
     redis_key_prefix,
     required_env,
@@ -68,15 +70,15 @@ def redis_prefix() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def base_url(project: Path, database_url: str, redis_prefix: str) -> Iterator[str]:
-    """The project migrated and served, its docs on; its URL."""
+def served(project: Path, database_url: str, redis_prefix: str) -> Iterator[tuple[str, str]]:
+    """The project migrated and served, its docs on; its URL, and a token it accepts."""
     prefix = redis_prefix
     env = project_env(
         project,
         {
             "DATABASE_URL": database_url,
             "REDIS_URL": required_env("TEST_REDIS_URL"),
-            "RATE_LIMIT_DEFAULT": RAISED_RATE_LIMIT,
+            **RAISED_RATE_LIMITS,
             "RATE_LIMIT_KEY_PREFIX": f"{prefix}:rate-limit",
             "JOB_QUEUE_NAME": f"{prefix}:jobs",
             "DOCS_ENABLED": "true",
@@ -88,12 +90,15 @@ def base_url(project: Path, database_url: str, redis_prefix: str) -> Iterator[st
     with started(project, [DEFAULT_SLUG, "serve", "--port", str(port)], env, log) as server:
         url = f"http://127.0.0.1:{port}"
         wait_until_serving(server, f"{url}/openapi.json", log)
-        yield url
+        yield url, development_token(project, env, DEFAULT_SLUG, subject="fuzzer")
 
 
-def test_no_request_gets_a_server_error(base_url: str, tmp_path: Path) -> None:
+def test_no_request_gets_a_server_error(served: tuple[str, str], tmp_path: Path) -> None:
+    base_url, token = served
     schemathesis = shutil.which("st", path=str(Path(sys.executable).parent))
     assert schemathesis, "schemathesis is not installed: uv sync"
-    command = [schemathesis, "run", f"{base_url}/openapi.json", *FUZZ_OPTIONS]
+    # With a valid token, the requests reach the routes rather than stop at the guard.
+    authorization = ["--header", f"Authorization: Bearer {token}"]
+    command = [schemathesis, "run", f"{base_url}/openapi.json", *FUZZ_OPTIONS, *authorization]
     result = run(command, tmp_path, env=dict(os.environ), timeout=180, check=False)
     assert result.returncode == 0, result.describe()

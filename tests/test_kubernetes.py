@@ -541,6 +541,17 @@ def test_configmap_and_secret_example_name_only_real_settings(deployable: Deploy
     assert set(secret_example(deployable)["stringData"]) - known == set(), "the Secret names no such setting"
 
 
+@PER_COMBINATION
+def test_configmap_names_the_token_issuer_when_authentication_is_on(deployable: Deployable) -> None:
+    config = configmap(deployable)["data"]
+    # Production refuses to start without them, and an issuer must be https there.
+    if deployable.answers["use_auth"]:
+        assert config["AUTH_ISSUER"].startswith("https://")
+        assert config["AUTH_AUDIENCE"]
+    else:
+        assert not {"AUTH_ISSUER", "AUTH_AUDIENCE"} & set(config)
+
+
 # ---------------------------------------------------------------------------
 # Names, labels, the overlay, the release steps
 # ---------------------------------------------------------------------------

@@ -27,7 +27,9 @@ import pytest
 
 from harness import DEFAULT_SLUG, Result, feature_toggles, project_env, render, run
 from served import (
-    RAISED_RATE_LIMIT,
+    RAISED_RATE_LIMITS,
+    bearer,
+    development_token,
     free_port,
     psql,
     read_log,
@@ -66,6 +68,7 @@ class Service:
     base_url: str
     database_url: str  # libpq's form, for psql
     logs: tuple[Path, ...]
+    token: str  # the users' bearer token, LOADTEST_TOKEN
 
     def output(self) -> str:
         return "\n".join(f"--- {log.name}\n{read_log(log)}" for log in self.logs)
@@ -116,7 +119,7 @@ def service(project: Path, database: tuple[str, str], redis_prefix: tuple[str, s
         {
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
-            "RATE_LIMIT_DEFAULT": RAISED_RATE_LIMIT,
+            **RAISED_RATE_LIMITS,
             "RATE_LIMIT_KEY_PREFIX": f"{prefix}:rate-limit",
             "JOB_QUEUE_NAME": f"{prefix}:jobs",
         },
@@ -129,8 +132,9 @@ def service(project: Path, database: tuple[str, str], redis_prefix: tuple[str, s
         started(project, [DEFAULT_SLUG, "worker"], env, worker_log),
     ):
         base_url = f"http://127.0.0.1:{port}"
-        wait_until_serving(server, f"{base_url}/api/v1/items", serve_log)
-        yield Service(project, base_url, psql_url, (serve_log, worker_log))
+        token = development_token(project, env, DEFAULT_SLUG, subject="loadtest")
+        wait_until_serving(server, f"{base_url}/api/v1/items", serve_log, bearer(token))
+        yield Service(project, base_url, psql_url, (serve_log, worker_log), token)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +142,8 @@ def load_run(service: Service) -> Result:
     """The documented command, for RUN_SECONDS with USERS users."""
     options = ["--host", service.base_url, "--run-time", f"{RUN_SECONDS}s"]
     users = ["--users", str(USERS), "--spawn-rate", str(USERS)]
-    return run([*LOAD_TEST, *options, *users], service.project, timeout=300, check=False)
+    env = project_env(service.project, {"LOADTEST_TOKEN": service.token})
+    return run([*LOAD_TEST, *options, *users], service.project, env=env, timeout=300, check=False)
 
 
 def report(project: Path, name: str) -> list[dict[str, str]]:

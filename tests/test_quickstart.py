@@ -2,13 +2,14 @@
 
     uvx copier copy --trust --defaults --data project_name="My Service" path/to/template my-service
     uv run --directory my-service my-service serve
+    uv run --directory my-service my-service token --sub alice --scope items:write
 
 The project is rendered with the copier command line (tasks on, default answers, project
 name "My Service"), the service is started as a real process with none of its settings
-in the environment (so it runs on SQLite), and it is driven over HTTP: list, create,
-read back; and SIGTERM must stop it cleanly. `check-config` is checked on the same
-project. The tests share one project and one server (one xdist worker) but do not
-depend on each other's order.
+in the environment (so it runs on SQLite), and it is driven over HTTP with a token of
+its `token` command: list, create, read back, and without a token, refused; and SIGTERM
+must stop it cleanly. `check-config` is checked on the same project. The tests share
+one project and one server (one xdist worker) but do not depend on each other's order.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Server:
     process: subprocess.Popen[bytes]
     base_url: str
     log: Path
+    headers: dict[str, str]  # the README's development token
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -84,8 +86,13 @@ class Server:
 def serving(project: Path) -> Iterator[Server]:
     """`uv run --directory my-service my-service serve --port N` as a real process.
 
-    It is ready once GET /api/v1/items answers 200.
+    It is ready once GET /api/v1/items answers 200, with the token of the README's
+    `token` command.
     """
+    token_command = ["uv", "run", "--directory", SLUG, SLUG, "token"]
+    token_command += ["--sub", "alice", "--scope", "items:write"]
+    issued = run(token_command, project.parent, env=project_env(project), timeout=600, what="token")
+    headers = {"Authorization": f"Bearer {issued.output.strip().splitlines()[-1]}"}
     port = free_port()
     log = project.parent / f"serve-{port}.log"
     with log.open("wb") as sink:
@@ -98,7 +105,7 @@ def serving(project: Path) -> Iterator[Server]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = Server(process, f"http://127.0.0.1:{port}", log)
+    server = Server(process, f"http://127.0.0.1:{port}", log, headers)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
@@ -107,7 +114,7 @@ def serving(project: Path) -> Iterator[Server]:
                     f"`uv run {SLUG} serve` exited {process.returncode}:\n{server.output()}", pytrace=False
                 )
             try:
-                if httpx.get(server.base_url + ITEMS, timeout=2).status_code == 200:
+                if httpx.get(server.base_url + ITEMS, headers=headers, timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -130,11 +137,17 @@ def server(project: Path) -> Iterator[Server]:
 
 
 def create_item(server: Server, name: str) -> httpx.Response:
-    return httpx.post(server.base_url + ITEMS, json={"name": name}, timeout=10)
+    return httpx.post(server.base_url + ITEMS, json={"name": name}, headers=server.headers, timeout=10)
+
+
+def test_the_api_refuses_a_request_without_a_token(server: Server) -> None:
+    response = httpx.get(server.base_url + ITEMS, timeout=10)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"].startswith("Bearer")
 
 
 def test_service_lists_items_on_a_fresh_database(server: Server) -> None:
-    response = httpx.get(server.base_url + ITEMS, timeout=10)
+    response = httpx.get(server.base_url + ITEMS, headers=server.headers, timeout=10)
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) >= {"items", "total", "limit", "offset"}, body
@@ -149,7 +162,9 @@ def test_posting_an_item_creates_it_with_201(server: Server) -> None:
 
 def test_a_created_item_is_listed(server: Server) -> None:
     assert create_item(server, "listed widget").status_code == 201
-    body = httpx.get(server.base_url + ITEMS, params={"limit": 100}, timeout=10).json()
+    body = httpx.get(
+        server.base_url + ITEMS, params={"limit": 100}, headers=server.headers, timeout=10
+    ).json()
     assert "listed widget" in [item["name"] for item in body["items"]], body
     assert body["total"] >= 1
 

@@ -21,6 +21,8 @@ SHARED_CONDITIONALS = {
     FEATURE_LIST: "the list of features",
     # pytest reads command-line options from the root conftest.py only.
     "tests/conftest.py.jinja": "the --run-integration option of the integration tests",
+    # Every test's client sends a token when the service has authentication.
+    "tests/helpers.py.jinja": "the tests' credentials, with authentication",
 }
 MAX_LIST_CONDITIONALS = 10
 CONDITIONAL = re.compile(r"\{%-?\s*(if|elif)\b")

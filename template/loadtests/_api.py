@@ -6,6 +6,7 @@ with an underscore: this one is imported by the others.
 """
 
 import logging
+import os
 import random
 import uuid
 from http import HTTPStatus
@@ -18,6 +19,9 @@ from locust.contrib.fasthttp import ResponseContextManager
 from locust.env import Environment
 
 ITEMS = "/api/v1/items"
+# Every request's headers: the bearer token in LOADTEST_TOKEN, if the API needs one.
+TOKEN = os.environ.get("LOADTEST_TOKEN")
+HEADERS = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
 # The report's name for every item's URL; ITEM.format(item_id=42) is the URL itself.
 ITEM = ITEMS + "/{item_id}"
 PAGE_SIZE = 20
@@ -92,6 +96,7 @@ def seed_catalogue(environment: Environment, **kwargs: Any) -> None:
     and stay out of the report. If the service refuses them, the run stops here.
     """
     with requests.Session() as session:
+        session.headers.update(HEADERS)
         try:
             catalogue[:] = catalogue_ids(session, f"{environment.host}{ITEMS}")
         except requests.RequestException as error:

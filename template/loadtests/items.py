@@ -1,7 +1,7 @@
 """Users of the items API: readers page through the list and open items, editors add
 an item, change it and remove it again."""
 
-from _api import CATALOGUE_SIZE, ITEM, ITEMS, PAGE_SIZE, expect, new_item, rng
+from _api import CATALOGUE_SIZE, HEADERS, ITEM, ITEMS, PAGE_SIZE, expect, new_item, rng
 from locust import FastHttpUser, between, task
 
 
@@ -10,6 +10,7 @@ class ItemReader(FastHttpUser):
 
     weight = 4
     wait_time = between(0.5, 1.5)
+    default_headers = HEADERS
     # Items in the list when this user last looked: the pages it can choose from.
     total = CATALOGUE_SIZE
 
@@ -38,6 +39,7 @@ class ItemEditor(FastHttpUser):
 
     weight = 1
     wait_time = between(0.5, 1.5)
+    default_headers = HEADERS
 
     @task
     def edit(self) -> None:

@@ -22,12 +22,14 @@ from .settings import AuthSettings
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class SigningKey:
     """A public key of the issuer, and the algorithm its JWK names, if it names one."""
 
+    kid: str | None
     key: Any
     algorithm: str | None
+    jwk: dict[str, Any]
 
 
 class IssuerUnavailableError(Exception):
@@ -113,8 +115,18 @@ class IssuerKeys:
                 jwk = PyJWK(data)
             except PyJWKError:
                 continue  # A key type or curve the service does not use.
-            keys[jwk.key_id] = SigningKey(jwk.key, data.get("alg"))
+            kept = self.keys.get(jwk.key_id)
+            if kept is not None and kept.jwk == data:
+                keys[jwk.key_id] = kept  # Tokens verified with it stay verified.
+            else:
+                keys[jwk.key_id] = SigningKey(
+                    jwk.key_id, jwk.key, data.get("alg"), data
+                )
         return keys
+
+    def holds(self, key: SigningKey) -> bool:
+        """Whether the issuer still publishes ``key`` (as of the last good fetch)."""
+        return self.keys.get(key.kid) is key
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         response = await self.client.get(url)
@@ -125,14 +137,15 @@ class IssuerKeys:
         return document
 
     async def keep_fresh(self) -> None:
-        """Fetch the keys now, then whenever they reach their maximum age (a task)."""
+        """Fetch the keys again when they reach their maximum age, and every refresh
+        interval while fetches fail (a task of the lifespan)."""
         while True:
-            if self.age() >= self.max_age_seconds:
-                await self.refresh()
-            fetched = self.fetched_at is not None
-            await asyncio.sleep(
-                self.max_age_seconds if fetched else self.refresh_seconds
-            )
+            if self.failing or self.fetched_at is None:
+                wait = self.refresh_seconds
+            else:
+                wait = max(0.0, self.max_age_seconds - self.age())
+            await asyncio.sleep(wait)
+            await self.refresh()
 
     def age(self) -> float:
         """Seconds since the keys were fetched (infinite before the first fetch)."""

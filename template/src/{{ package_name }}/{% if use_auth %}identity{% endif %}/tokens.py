@@ -13,7 +13,7 @@ import jwt
 from starlette.authentication import BaseUser
 
 from .. import DISTRIBUTION
-from .keys import IssuerKeys
+from .keys import IssuerKeys, SigningKey
 from .settings import LOCAL_ALGORITHM, AuthSettings
 
 # The issuer of development tokens (AUTH_DEVELOPMENT_KEY), and their audience when
@@ -87,7 +87,11 @@ class TokenVerifier:
         self.keys = keys
         self.leeway = settings.auth_leeway_seconds
         self.cache_size = settings.auth_token_cache_size
-        self._cache: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+        # Token -> who it names, until when, and the key that signed it (None: a
+        # development token).
+        self._cache: OrderedDict[str, tuple[Identity, float, SigningKey | None]] = (
+            OrderedDict()
+        )
         if keys is None:
             self.issuer = LOCAL_ISSUER
             self.audience = settings.auth_audience or DISTRIBUTION
@@ -105,28 +109,34 @@ class TokenVerifier:
         """
         cached = self._cache.get(token)
         if cached is not None:
-            identity, expires = cached
-            if time.time() < expires:
+            identity, expires, key = cached
+            if time.time() < expires and self._still_published(key):
                 self._cache.move_to_end(token)
                 return identity
             del self._cache[token]
         try:
-            claims = await self._decode(token)
+            claims, key = await self._decode(token)
         except jwt.PyJWTError as error:
             raise InvalidTokenError(reason_for(error)) from None
         identity = Identity(str(claims["sub"]), scopes_of(claims))
         if self.cache_size:
             expires = int(str(claims["exp"])) + self.leeway
-            self._cache[token] = (identity, expires)
+            self._cache[token] = (identity, expires, key)
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return identity
 
-    async def _decode(self, token: str) -> dict[str, object]:
+    def _still_published(self, key: SigningKey | None) -> bool:
+        """A key the issuer has withdrawn no longer vouches for the tokens it signed."""
+        return key is None or self.keys is None or self.keys.holds(key)
+
+    async def _decode(self, token: str) -> tuple[dict[str, object], SigningKey | None]:
+        """The token's claims, once verified, and the issuer's key that signed it."""
         header = jwt.get_unverified_header(token)
         algorithm = header.get("alg")
         if algorithm not in self.algorithms:
             raise jwt.InvalidAlgorithmError(algorithm)
+        signing_key = None
         if self.keys is None:
             key: Any = self.development_key
         else:
@@ -142,11 +152,12 @@ class TokenVerifier:
             key,
             algorithms=[algorithm],
             audience=self.audience,
-            issuer=self.issuer,
+            # Auth0 names itself with a trailing slash, which the settings drop.
+            issuer=[self.issuer, self.issuer + "/"],
             leeway=self.leeway,
             options={"require": REQUIRED_CLAIMS},
         )
-        return claims
+        return claims, signing_key
 
 
 def local_token(
