@@ -52,7 +52,15 @@ class AuthSettings(Settings):
     @classmethod
     def _split_algorithms(cls, value: object) -> object:
         if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
+            value = [name.strip() for name in value.split(",") if name.strip()]
+        if isinstance(value, list):
+            refused = [v for v in value if str(v).upper().startswith(("HS", "NONE"))]
+            if refused:
+                raise ValueError(
+                    f"{', '.join(map(str, refused))}: an issuer's tokens are verified"
+                    " with its public keys, so HMAC and none are refused; use RS256,"
+                    " PS256, ES256 or EdDSA"
+                )
         return value
 
     @field_validator("auth_issuer")

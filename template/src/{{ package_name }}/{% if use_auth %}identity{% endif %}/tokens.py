@@ -120,7 +120,8 @@ class TokenVerifier:
             raise InvalidTokenError(reason_for(error)) from None
         identity = Identity(str(claims["sub"]), scopes_of(claims))
         if self.cache_size:
-            expires = int(str(claims["exp"])) + self.leeway
+            # Whole seconds, as PyJWT compares them; a NumericDate may have a fraction.
+            expires = int(float(str(claims["exp"]))) + self.leeway
             self._cache[token] = (identity, expires, key)
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
