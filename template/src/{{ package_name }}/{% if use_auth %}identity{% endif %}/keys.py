@@ -70,11 +70,13 @@ class IssuerKeys:
     async def refresh(self, kid: str | None = None) -> None:
         """Fetch the keys; one fetch at a time, the others wait for it.
 
-        A fetch that fails keeps the keys there were. ``kid``: the key that is missing;
-        when another fetch has brought it meanwhile, there is nothing to do.
+        A fetch that fails keeps the keys there were. ``kid``: the key that is missing,
+        for which the keys are fetched at most once per refresh interval.
         """
         async with self._lock:
-            if kid is not None and kid in self.keys:
+            # Waiting for another fetch may have brought the key, or used up the
+            # interval: a fetch for a key then stays one per interval.
+            if kid is not None and (kid in self.keys or not self._may_fetch()):
                 return
             self._last_attempt = time.monotonic()
             try:
