@@ -192,7 +192,14 @@ def test_combination_renders_cleanly_and_passes_its_quality_gates(
         if problems:
             steps.fail("static", "\n".join(problems))
 
-        env = project_env(project, service_urls=service_urls)
+        # The generated tests' temporary directories in this combination's own: pytest
+        # ends each session by deleting all but the newest three of the numbered
+        # directories in its root, which in the shared one (/tmp/pytest-of-<user>)
+        # are other sessions', this suite's old runs with their virtual environments
+        # among them (tens of seconds of unlinking for whichever combination finds them).
+        temproot = tmp_path / "pytest-temproot"
+        temproot.mkdir()
+        env = project_env(project, {"PYTEST_DEBUG_TEMPROOT": str(temproot)}, service_urls=service_urls)
         steps.run("sync", ["uv", "sync"], project, env=env, stop=True)
         steps.run("ruff", ["uv", "run", "ruff", "check", "."], project, env=env)
         steps.run("format", ["uv", "run", "ruff", "format", "--check", "."], project, env=env)
