@@ -9,6 +9,8 @@ tests/harness.py to render and install the services):
     uv run python benchmarks/bench_service.py --profile on-memory:list-pg
     uv run python benchmarks/bench_service.py --runs 3 --targets bare,on-memory,on-redis \
         --patch fix=/tmp/fix.patch --endpoints live,item,list-pg
+    uv run python benchmarks/bench_service.py --runs 3 --targets bare,on-memory,on-noauth-memory \
+        --endpoints list-sqlite,list-pg                        # what a token costs
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and Redis on 127.0.0.1:6379,
 as the template suite does, and wrk (`apt-get install wrk`; without it a small asyncio
@@ -23,6 +25,8 @@ What it does:
    and takes benchmarks/bare_app.py, bare FastAPI with the same items routes, as the
    reference. "on" runs twice: with the rate limiter in memory (no REDIS_URL) and on
    Redis (REDIS_URL set), so there are four targets: bare, off, on-memory, on-redis.
+   A fifth, on-noauth-memory, is the all-on service rendered with use_auth=false: what
+   on-memory is measured against for the cost of authentication.
 2. Makes a SQLite file and a PostgreSQL database of its own (`cfs_bench`, with
    --seed-rows items) with the services' migrations. Each server start gets a fresh
    copy of the SQLite file; rows added by POST runs are deleted from PostgreSQL.
@@ -39,8 +43,24 @@ What it does:
    that Lua scripts run inside Redis), and the targets of docs/performance.md, met or
    missed.
 
-Options beyond the four targets: `--targets on-sentry` adds on-memory with Sentry
-started (SENTRY_DSN pointing at a sink in this process); `--patch NAME=FILE` adds the
+Authentication (use_auth): staging refuses to start without an issuer, and the API
+answers 401 without a token. So the benchmark runs benchmarks/bench_issuer.py with the
+all-on service's interpreter (PyJWT and cryptography are in its environment, not
+necessarily in the suite's): an OpenID Connect issuer on 127.0.0.1 (discovery and a
+JWKS of one RSA key) that mints one RS256 token, valid for 30 days, with sub "bench" and
+the write scope. Every all-on target (on-*, the patch targets) starts with AUTH_ISSUER
+set to it and AUTH_AUDIENCE=orders-service, and every request to it (the load, the
+warm-up, the cold-start probe, the Redis counts) carries `Authorization: Bearer
+<token>`: one token, so after the first request each verification is a hit in the
+service's cache of verified tokens. The report gives each such target's req/s over that
+of the same service without use_auth (on-memory / on-noauth-memory, median of the
+per-round ratios) and checks the goal: at most 10% fewer req/s on the lists.
+
+Options beyond the default targets: `--targets on-sentry` adds on-memory with Sentry
+started (SENTRY_DSN pointing at a sink in this process); `--targets on-noauth-redis`
+adds the service without use_auth with its limiter on Redis (on-redis is then compared
+with it); `--targets on-uncached-memory` adds on-memory with AUTH_TOKEN_CACHE_SIZE=0,
+so that every request verifies the token's signature; `--patch NAME=FILE` adds the
 all-features service with a patch applied to a rendered copy of its own, as targets
 NAME-memory and NAME-redis, to measure a fix before it goes into template/; `--profile TARGET:ENDPOINT`
 profiles one target under load with py-spy instead (benchmarks/profile_service.py).
@@ -54,7 +74,7 @@ Settings of every service run (stated again in the output):
   production. Sentry is rendered in but SENTRY_DSN is unset, so the SDK is not started.
 * RATE_LIMIT_DEFAULT=1000000/minute;100000000/hour: two limits, the shape of the
   default (60/minute;1000/hour), high enough that the runs measure the limiter's cost
-  and never a 429.
+  and never a 429; RATE_LIMIT_AUTHENTICATED the same, for the callers with a token.
 * POST /api/v1/items has the default limits only. A service rendered before the
   features plugged in had its own `rate_limit("10/minute")` on it, written in the router;
   for such a render (a `--patch` base or an older checkout), the benchmark rewrites it
@@ -71,6 +91,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -106,11 +127,22 @@ RATE_LIMIT = "1000000/minute;100000000/hour"
 ROUTE_LIMIT_IN_TEMPLATE = 'rate_limit("10/minute")'
 ROUTE_LIMIT_FOR_BENCH = 'rate_limit("1000000/minute")'
 WRK_SCRIPT = BENCH_DIR / "wrk_report.lua"
+ISSUER_SCRIPT = BENCH_DIR / "bench_issuer.py"
+AUTH_AUDIENCE = SLUG
 
-TARGETS = ("bare", "off", "on-memory", "on-redis")
+TARGETS = ("bare", "off", "on-memory", "on-redis", "on-noauth-memory")
 # Not run unless named in --targets: the memory-limiter service with Sentry started,
-# sending to a sink on loopback in this process (SENTRY_DSN set, default sampling).
-OPTIONAL_TARGETS = ("on-sentry",)
+# sending to a sink on loopback in this process (SENTRY_DSN set, default sampling);
+# the all-on service without authentication with its limiter on Redis; and on-memory
+# with AUTH_TOKEN_CACHE_SIZE=0, so that every request verifies the token's signature.
+OPTIONAL_TARGETS = ("on-sentry", "on-noauth-redis", "on-uncached-memory")
+# What each target is measured against besides bare (the ratio of its req/s to that
+# target's, per round): what authentication costs.
+COMPARED_TO = {
+    "on-memory": "on-noauth-memory",
+    "on-redis": "on-noauth-redis",
+    "on-uncached-memory": "on-noauth-memory",
+}
 
 
 @dataclass(frozen=True)
@@ -156,6 +188,8 @@ class Target:
     project: Path  # the rendered project whose virtual environment runs it
     has_health: bool
     env: dict[str, str] = field(default_factory=dict)
+    # Sent with every request (the bearer token of the services with authentication).
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def python(self) -> Path:
@@ -175,20 +209,25 @@ class Target:
         return [e for e in ENDPOINTS if (self.has_health or not e.needs_health) and e.name in SELECTED]
 
 
-def toggles(on: bool) -> dict[str, bool]:
-    return {toggle: on for toggle in harness.feature_toggles()}
+def toggles(on: bool, **overrides: bool) -> dict[str, bool]:
+    """Every feature on (or off), but those overridden (when the template has them)."""
+    answers = {toggle: on for toggle in harness.feature_toggles()}
+    answers.update((name, value) for name, value in overrides.items() if name in answers)
+    return answers
 
 
-def prepare_project(work: Path, name: str, on: bool, *, rebuild: bool) -> Path:
+def prepare_project(work: Path, name: str, answers: dict[str, bool], *, rebuild: bool) -> Path:
     project = work / name
     marker = project / ".venv" / "bin" / SLUG
-    if marker.exists() and (project / ".venv" / ".compiled").exists() and not rebuild:
+    compiled = project / ".venv" / ".compiled"  # holds the answers it was rendered with
+    wanted = json.dumps(answers, sort_keys=True)
+    if marker.exists() and compiled.exists() and compiled.read_text() == wanted and not rebuild:
         say(f"  {name}: reusing {project}")
         return project
     if project.exists():
         shutil.rmtree(project)
     started = time.monotonic()
-    harness.render(project, toggles(on))
+    harness.render(project, answers)
     router = project / "src" / PACKAGE / "items" / "router.py"
     text = router.read_text()
     if ROUTE_LIMIT_IN_TEMPLATE in text:
@@ -200,7 +239,7 @@ def prepare_project(work: Path, name: str, on: bool, *, rebuild: bool) -> Path:
     result = harness.run(["uv", "sync", "--no-dev", "--compile-bytecode"], project, check=False, timeout=600)
     if result.returncode != 0:
         raise BenchError(f"uv sync failed in {project}:\n{result.output[-3000:]}")
-    (project / ".venv" / ".compiled").touch()
+    compiled.write_text(wanted)
     say(f"  {name}: rendered and installed in {time.monotonic() - started:.1f}s ({project})")
     return project
 
@@ -248,19 +287,24 @@ def pg_url(database: str = PG_DATABASE) -> str:
     return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
 
 
-def migrate(project: Path, database_url: str) -> None:
-    env = harness.project_env(project, {"ENVIRONMENT": "staging", "DATABASE_URL": database_url})
+def migrate(project: Path, database_url: str, extra_env: dict[str, str]) -> None:
+    env = harness.project_env(project, {"ENVIRONMENT": "staging", "DATABASE_URL": database_url, **extra_env})
     script = project / ".venv" / "bin" / SLUG
-    result = harness.run([str(script), "migrate"], project, env=env, check=False, timeout=300)
+    # Run outside the project, as the servers are: its .env (written for development,
+    # with AUTH_DEVELOPMENT_KEY, which staging refuses) is not read.
+    result = harness.run([str(script), "migrate"], project.parent, env=env, check=False, timeout=300)
     if result.returncode != 0:
         raise BenchError(f"migrate failed for {database_url}:\n{result.output[-3000:]}")
 
 
-def prepare_databases(work: Path, schema_project: Path, seed_rows: int) -> Path:
-    """A seeded SQLite file (copied fresh for every server) and the PostgreSQL database."""
+def prepare_databases(work: Path, schema_project: Path, seed_rows: int, env: dict[str, str]) -> Path:
+    """A seeded SQLite file (copied fresh for every server) and the PostgreSQL database.
+
+    `env`: what the schema project needs to start in staging (its issuer).
+    """
     seed = work / "seed.db"
     seed.unlink(missing_ok=True)
-    migrate(schema_project, f"sqlite+aiosqlite:///{seed}")
+    migrate(schema_project, f"sqlite+aiosqlite:///{seed}", env)
     stamp = "2026-01-01 00:00:00.000000"
     with contextlib.closing(sqlite3.connect(seed)) as db:
         db.executemany(
@@ -271,7 +315,7 @@ def prepare_databases(work: Path, schema_project: Path, seed_rows: int) -> Path:
 
     psql(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
     psql(f'CREATE DATABASE "{PG_DATABASE}"')
-    migrate(schema_project, pg_url())
+    migrate(schema_project, pg_url(), env)
     psql(
         "INSERT INTO items (name, description, created_at, updated_at) "
         f"SELECT 'seed-' || g, 'Seed item number ' || g, now(), now() "
@@ -400,6 +444,53 @@ class SentrySink:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+class Issuer:
+    """benchmarks/bench_issuer.py in a process of its own, run by `python` (a rendered
+    service's, which has PyJWT and cryptography): an OpenID Connect issuer on loopback,
+    and the one token it minted for the benchmark."""
+
+    def __init__(self, python: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [str(python), str(ISSUER_SCRIPT), "--audience", AUTH_AUDIENCE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(timeout=15)
+            raise BenchError(f"bench_issuer.py exited {self.proc.returncode}:\n{log_path.read_text()}")
+        started = json.loads(line)
+        self.url: str = started["issuer"]
+        self.token: str = started["token"]
+        self.requests: dict[str, int] = {}
+
+    def env(self) -> dict[str, str]:
+        return {"AUTH_ISSUER": self.url, "AUTH_AUDIENCE": AUTH_AUDIENCE}
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def close(self) -> None:
+        """Stop it (stdin closed) and read how often each path was asked for."""
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+        self._log.close()
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError, AttributeError):
+                self.requests = json.loads(line).get("requests", self.requests)
+
+
 def clean_redis(db: int) -> int:
     """Delete this benchmark's keys (and only them) from its Redis database."""
     deleted = 0
@@ -423,12 +514,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def header_lines(headers: dict[str, str]) -> str:
+    return "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+
+
 def http_request(
-    port: int, method: str, path: str, body: bytes = b"", timeout: float = 5
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    timeout: float = 5,
+    extra_headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     """One HTTP/1.1 request on a new connection: (status, body)."""
     with socket.create_connection((HOST, port), timeout=timeout) as sock:
         headers = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n"
+        headers += header_lines(extra_headers or {})
         if body:
             headers += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         sock.sendall(headers.encode() + b"\r\n" + body)
@@ -474,7 +575,9 @@ class Server:
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.label} exited {self.proc.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(OSError, IndexError, ValueError):
-                status, _ = http_request(self.port, "GET", COLD_START_PATH, timeout=2)
+                status, _ = http_request(
+                    self.port, "GET", COLD_START_PATH, timeout=2, extra_headers=self.target.headers
+                )
                 if status == 200:
                     self.cold_start = time.monotonic() - started
                     return
@@ -552,7 +655,9 @@ class Load:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def wrk_load(port: int, endpoint: Endpoint, seconds: float, connections: int) -> Load:
+def wrk_load(
+    port: int, endpoint: Endpoint, seconds: float, connections: int, headers: dict[str, str] | None = None
+) -> Load:
     url = f"http://{HOST}:{port}{endpoint.path}"
     seconds = max(1, round(seconds))  # wrk takes whole seconds
     args = [
@@ -564,8 +669,10 @@ def wrk_load(port: int, endpoint: Endpoint, seconds: float, connections: int) ->
         "10s",
         "-s",
         str(WRK_SCRIPT),
-        url,
     ]
+    for name, value in (headers or {}).items():  # wrk.format() sends them with every request
+        args += ["-H", f"{name}: {value}"]
+    args.append(url)
     if endpoint.method == "POST":
         args += ["--", "post", uuid.uuid4().hex[:10]]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, check=False)
@@ -589,8 +696,10 @@ async def _asyncio_load(
     connections: int,
     seconds: float | None,
     count: int | None,
+    headers: dict[str, str] | None = None,
 ) -> Load:
     """Keep-alive HTTP/1.1 on `connections` connections until `seconds` or `count` is reached."""
+    extra = header_lines(headers or {})
     latencies: list[float] = []
     state = {"sent": 0, "errors": 0, "bad": 0}
     run_id = uuid.uuid4().hex[:10]
@@ -602,7 +711,7 @@ async def _asyncio_load(
         if stop_at is not None and time.monotonic() >= stop_at:
             return None
         state["sent"] += 1
-        head = f"{endpoint.method} {endpoint.path} HTTP/1.1\r\nHost: {HOST}\r\n"
+        head = f"{endpoint.method} {endpoint.path} HTTP/1.1\r\nHost: {HOST}\r\n{extra}"
         if endpoint.method != "POST":
             return (head + "\r\n").encode()
         body = json.dumps({"name": f"bench-{run_id}-{state['sent']}", "description": "bench"}).encode()
@@ -643,15 +752,26 @@ async def _asyncio_load(
 
 
 def asyncio_load(
-    port: int, endpoint: Endpoint, connections: int, seconds: float | None = None, count: int | None = None
+    port: int,
+    endpoint: Endpoint,
+    connections: int,
+    seconds: float | None = None,
+    count: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Load:
-    return asyncio.run(_asyncio_load(port, endpoint, connections, seconds, count))
+    return asyncio.run(_asyncio_load(port, endpoint, connections, seconds, count, headers))
 
 
-def make_loader(use_wrk: bool) -> Callable[[int, Endpoint, float, int], Load]:
+# load(port, endpoint, seconds, connections, headers)
+Loader = Callable[[int, Endpoint, float, int, dict[str, str] | None], Load]
+
+
+def make_loader(use_wrk: bool) -> Loader:
     if use_wrk:
         return wrk_load
-    return lambda port, endpoint, seconds, connections: asyncio_load(port, endpoint, connections, seconds)
+    return lambda port, endpoint, seconds, connections, headers=None: asyncio_load(
+        port, endpoint, connections, seconds, headers=headers
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -695,7 +815,7 @@ def run_round(
     seed: Path,
     args: argparse.Namespace,
     results: Results,
-    load: Callable[[int, Endpoint, float, int], Load],
+    load: Loader,
 ) -> None:
     """One round: for each database, every target's server, loaded one after another.
 
@@ -725,7 +845,7 @@ def run_round(
             for server in servers:
                 for endpoint in server.target.endpoints():  # Warm-up: pools, caches, code paths.
                     if endpoint.database == database:
-                        load(server.port, endpoint, args.warmup, args.connections)
+                        load(server.port, endpoint, args.warmup, args.connections, server.target.headers)
                 results.add(results.rss, (server.target.name, database), rss_mib(server.pid))
             say(
                 f"  round {round_number} {database}: cold start, RSS: "
@@ -742,7 +862,9 @@ def run_round(
                         args.keep_logs = True
                         raise BenchError(f"{server.label} died (exit {server.proc.returncode}):\n"
                                          f"{server.log_tail()}")  # fmt: skip
-                    sample = load(server.port, endpoint, args.duration, args.connections)
+                    sample = load(
+                        server.port, endpoint, args.duration, args.connections, server.target.headers
+                    )
                     results.add(results.loads, (server.target.name, endpoint.name), sample)
                     cells.append(f"{server.target.name} {sample.rps:,.0f}/s")
                     if sample.errors or sample.bad_status:
@@ -785,7 +907,8 @@ def redis_round_trips(on_redis: Target, work: Path, seed: Path, args: argparse.N
     count = args.redis_requests
     with running(server, server_env(on_redis, "sqlite", f"sqlite+aiosqlite:///{db_file}")):
         # Connections and scripts are set up by the first requests: leave them out.
-        asyncio_load(server.port, ENDPOINTS[1], connections=4, count=50)
+        headers = on_redis.headers
+        asyncio_load(server.port, ENDPOINTS[1], connections=4, count=50, headers=headers)
         started = time.monotonic()
         before = command_stats()
         time.sleep(2)
@@ -795,7 +918,7 @@ def redis_round_trips(on_redis: Target, work: Path, seed: Path, args: argparse.N
         for endpoint in (ENDPOINTS[0], ENDPOINTS[1], ENDPOINTS[3]):  # live, item, post (SQLite)
             started = time.monotonic()
             before = command_stats()
-            sample = asyncio_load(server.port, endpoint, connections=4, count=count)
+            sample = asyncio_load(server.port, endpoint, connections=4, count=count, headers=headers)
             delta = stats_delta(before, command_stats())
             delta.pop("info", None)
             elapsed = time.monotonic() - started
@@ -817,7 +940,9 @@ def redis_round_trips(on_redis: Target, work: Path, seed: Path, args: argparse.N
         for endpoint in (ENDPOINTS[1], ENDPOINTS[3]):
             monitor = RedisMonitor(args.redis_db)
             try:
-                sample = asyncio_load(server.port, endpoint, connections=4, count=min(count, 200))
+                sample = asyncio_load(
+                    server.port, endpoint, connections=4, count=min(count, 200), headers=headers
+                )
             finally:
                 monitor.close()
             sent = {k: v for k, v in monitor.sent.items() if k not in HOUSEKEEPING_COMMANDS}
@@ -860,6 +985,13 @@ def summarize(results: Results, targets: Sequence[Target]) -> dict[str, Any]:
                 ratios = [s.rps / b.rps for s, b in zip(samples, bare_samples, strict=True) if b.rps]
                 row["ratio_to_bare"] = median(ratios)
                 row["ratio_runs"] = [round(r, 3) for r in ratios]
+            base = COMPARED_TO.get(target.name)
+            base_samples = results.loads.get((base, endpoint.name), []) if base else []
+            if base_samples and len(base_samples) == len(samples):
+                ratios = [s.rps / b.rps for s, b in zip(samples, base_samples, strict=True) if b.rps]
+                row["compared_to"] = base
+                row["ratio_to_compared"] = median(ratios)
+                row["ratio_to_compared_runs"] = [round(r, 3) for r in ratios]
             rows[target.name] = row
         summary["endpoints"][endpoint.name] = rows
     for (name, database), values in results.cold_starts.items():
@@ -886,16 +1018,20 @@ def print_summary(summary: dict[str, Any], targets: Sequence[Target], args: argp
             continue
         say()
         say(f"{endpoint.name}: {endpoint.describe()}")
-        say(f"  {'target':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x bare':>7}   req/s per round")
+        say(
+            f"  {'target':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x bare':>7} {'x noauth':>8}"
+            "   req/s per round"
+        )
         for target in targets:
             row = rows.get(target.name)
             if row is None:
-                say(f"  {target.name:<10} {'(no such route)':>9}")
+                say(f"  {target.name:<18} {'(no such route)':>9}")
                 continue
             ratio = f"{row['ratio_to_bare']:.2f}" if "ratio_to_bare" in row else "-"
+            versus = f"{row['ratio_to_compared']:.3f}" if "ratio_to_compared" in row else "-"
             say(
-                f"  {target.name:<10} {row['rps']:>9,.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
-                f"{ratio:>7}   {row['rps_runs']}"
+                f"  {target.name:<18} {row['rps']:>9,.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+                f"{ratio:>7} {versus:>8}   {row['rps_runs']}"
             )
     say()
     say("Cold start (process start until the first 200 from GET /api/v1/items/1), median [max], and")
@@ -908,7 +1044,32 @@ def print_summary(summary: dict[str, Any], targets: Sequence[Target], args: argp
             for db in ("sqlite", "pg")
             if db in cold
         ]
-        say(f"  {target.name:<10} " + "; ".join(cells))
+        say(f"  {target.name:<18} " + "; ".join(cells))
+
+
+def print_auth(summary: dict[str, Any], targets: Sequence[Target]) -> None:
+    """What authentication costs: each target with a token against the same service
+    rendered without use_auth (COMPARED_TO), per endpoint."""
+    pairs = [(t.name, COMPARED_TO[t.name]) for t in targets if t.name in COMPARED_TO]
+    lines = []
+    for name, base in pairs:
+        for endpoint in ENDPOINTS:
+            rows = summary["endpoints"].get(endpoint.name, {})
+            row, other = rows.get(name), rows.get(base)
+            if not row or not other or "ratio_to_compared" not in row:
+                continue
+            lines.append(
+                f"  {endpoint.name:<12} {name} / {base}: {row['ratio_to_compared']:.3f} "
+                f"(per round {row['ratio_to_compared_runs']}); req/s {row['rps']:,.0f} vs "
+                f"{other['rps']:,.0f}; p50 {row['p50_ms']:.2f} vs {other['p50_ms']:.2f} ms; "
+                f"p99 {row['p99_ms']:.2f} vs {other['p99_ms']:.2f} ms"
+            )
+    if lines:
+        say()
+        say("Authentication: req/s with a bearer token over req/s of the service rendered without")
+        say("use_auth, median of the per-round ratios:")
+        for line in lines:
+            say(line)
 
 
 def print_redis(name: str, report: dict[str, Any]) -> None:
@@ -961,6 +1122,15 @@ def check_targets(summary: dict[str, Any], redis: dict[str, Any]) -> list[tuple[
             checks.append(
                 (f"on-redis at most 10% below on-memory on {name}", loss <= 0.10, f"{loss:.0%} fewer req/s")
             )
+    for name in ("list-sqlite", "list-pg"):
+        for target, base in COMPARED_TO.items():
+            row = endpoints.get(name, {}).get(target)
+            if row and "ratio_to_compared" in row:
+                loss = 1 - row["ratio_to_compared"]
+                checks.append(
+                    (f"{target} (a token) at most 10% below {base} on {name}", loss <= 0.10,
+                     f"{loss:.1%} fewer req/s (median of the per-round ratios)")
+                )  # fmt: skip
     item = redis.get("item")
     if item:
         trips = item.get("monitor", {}).get("round_trips_per_request", item["per_request"])
@@ -1050,30 +1220,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     (work / "logs").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     say(f"Preparing in {work}")
-    off = prepare_project(work, "off", on=False, rebuild=args.rebuild)
-    on = prepare_project(work, "on", on=True, rebuild=args.rebuild)
+    off = prepare_project(work, "off", toggles(False), rebuild=args.rebuild)
+    on = prepare_project(work, "on", toggles(True), rebuild=args.rebuild)
+    noauth = None
+    if any(name.startswith("on-noauth-") for name in [*wanted, *args.profile]):
+        noauth = prepare_project(work, "on-noauth", toggles(True, use_auth=False), rebuild=args.rebuild)
     redis_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{args.redis_db}"
     common_on = {
         "RATE_LIMIT_DEFAULT": RATE_LIMIT,
+        "RATE_LIMIT_AUTHENTICATED": RATE_LIMIT,  # callers with a token are counted by these
         "RATE_LIMIT_KEY_PREFIX": f"{KEY_PREFIX}:rate-limit",
         "JOB_QUEUE_NAME": f"{KEY_PREFIX}:jobs",
     }
+    # With authentication, staging needs an issuer, and the API a token: a loopback
+    # issuer (its own process) for every service rendered all-on.
+    issuer = None
+    auth_env: dict[str, str] = {}
+    auth_headers: dict[str, str] = {}
+    if (on / "src" / PACKAGE / "identity").is_dir():
+        issuer = Issuer(on / ".venv" / "bin" / "python", work / "logs" / "issuer.log")
+        auth_env, auth_headers = issuer.env(), issuer.headers()
+        say(
+            f"  issuer: {issuer.url} (benchmarks/bench_issuer.py, RS256, one key); one token, sub "
+            f"bench, scope items:write, aud {AUTH_AUDIENCE}, sent as Authorization: Bearer to the "
+            "all-on targets"
+        )
+
+    def all_on(name: str, project: Path, **env: str) -> Target:
+        return Target(name, project, has_health=True, env={**common_on, **auth_env, **env},
+                      headers=dict(auth_headers))  # fmt: skip
+
     all_targets = {
         "bare": Target("bare", off, has_health=True),
         "off": Target("off", off, has_health=False),
-        "on-memory": Target("on-memory", on, has_health=True, env=dict(common_on)),
-        "on-redis": Target("on-redis", on, has_health=True, env={**common_on, "REDIS_URL": redis_url}),
+        "on-memory": all_on("on-memory", on),
+        "on-redis": all_on("on-redis", on, REDIS_URL=redis_url),
+        "on-uncached-memory": all_on("on-uncached-memory", on, AUTH_TOKEN_CACHE_SIZE="0"),
     }
+    if noauth is not None:
+        all_targets["on-noauth-memory"] = Target(
+            "on-noauth-memory", noauth, has_health=True, env=dict(common_on)
+        )
+        all_targets["on-noauth-redis"] = Target(
+            "on-noauth-redis", noauth, has_health=True, env={**common_on, "REDIS_URL": redis_url}
+        )
     sink = None
     if "on-sentry" in wanted:
         sink = SentrySink()
         dsn = f"http://public@{HOST}:{sink.port}/1"
-        all_targets["on-sentry"] = Target(
-            "on-sentry", on, has_health=True, env={**common_on, "SENTRY_DSN": dsn}
-        )
+        all_targets["on-sentry"] = all_on("on-sentry", on, SENTRY_DSN=dsn)
         say(f"  on-sentry: SENTRY_DSN={dsn} (a sink in this process that answers 200)")
     for name, patch_file in patches.items():
-        project = prepare_project(work, f"on-{name}", on=True, rebuild=True)
+        project = prepare_project(work, f"on-{name}", toggles(True), rebuild=True)
         applied = subprocess.run(
             ["patch", "-p1", "--forward", "-d", str(project), "-i", str(Path(patch_file).resolve())],
             capture_output=True,
@@ -1083,20 +1281,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if applied.returncode != 0:
             raise BenchError(f"patch {patch_file} does not apply:\n{applied.stdout}{applied.stderr}")
         say(f"  on-{name}: {patch_file} applied to the rendered copy")
-        all_targets[f"{name}-memory"] = Target(
-            f"{name}-memory", project, has_health=True, env=dict(common_on)
-        )
-        all_targets[f"{name}-redis"] = Target(
-            f"{name}-redis", project, has_health=True, env={**common_on, "REDIS_URL": redis_url}
-        )
+        all_targets[f"{name}-memory"] = all_on(f"{name}-memory", project)
+        all_targets[f"{name}-redis"] = all_on(f"{name}-redis", project, REDIS_URL=redis_url)
     targets = [all_targets[name] for name in known if name in wanted]
     say(f"  versions: {versions(on / '.venv' / 'bin' / 'python')}")
-    seed = prepare_databases(work, on, args.seed_rows)
+    seed = prepare_databases(work, on, args.seed_rows, auth_env)
     say(f"  databases: {seed} and {pg_url()}, {args.seed_rows} items each")
     say(
         "  settings: ENVIRONMENT=staging LOG_FORMAT=json LOG_LEVEL=INFO DOCS_ENABLED=false, stdout to a "
         f"file; RATE_LIMIT_DEFAULT={RATE_LIMIT}; SENTRY_DSN unset; on-redis: REDIS_URL={redis_url}"
     )
+    if issuer is not None:
+        say(
+            f"  auth (all-on targets): AUTH_ISSUER={issuer.url} AUTH_AUDIENCE={AUTH_AUDIENCE} "
+            f"RATE_LIMIT_AUTHENTICATED={RATE_LIMIT}, AUTH_TOKEN_CACHE_SIZE default (10000; 0 for "
+            "on-uncached-memory); on-noauth-*: rendered with use_auth=false, no token"
+        )
     load = make_loader(args.use_wrk)
 
     try:
@@ -1115,7 +1315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     shutil.copyfile(seed, work / "profile.db")
                 server = Server(target, endpoint.database, work / "logs" / f"profile-{name}.log")
                 with running(server, server_env(target, endpoint.database, url)):
-                    profile_target(server.pid, server.port, endpoint, args, load, work, label=name)
+                    with_headers = functools.partial(load, headers=target.headers)
+                    profile_target(server.pid, server.port, endpoint, args, with_headers, work, label=name)
                 if endpoint.database == "pg":
                     reset_pg(args.seed_rows)
             return 0
@@ -1133,9 +1334,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         removed = clean_redis(args.redis_db)
         if removed:
             say(f"  removed {removed} benchmark keys from Redis db {args.redis_db}")
+        if issuer is not None:
+            issuer.close()
 
     summary = summarize(results, targets)
     print_summary(summary, targets, args)
+    print_auth(summary, targets)
+    if issuer is not None:
+        say(f"\nThe issuer was asked (by path, all servers of the run): {issuer.requests}")
     for name, report in results.redis.items():
         print_redis(name, report)
     if sink is not None:
@@ -1157,6 +1363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "summary": summary,
             "redis": results.redis,
+            "issuer_requests": issuer.requests if issuer is not None else None,
             "targets": [{"name": n, "met": ok, "value": v} for n, ok, v in checks],
             "suspect": results.log_problems,
             "samples": {

@@ -32,6 +32,10 @@ from typing import Any
 # access log's, time spent writing the socket is uvicorn's, whoever called it. The
 # middleware wrap the whole request, so "is on the stack" would say nothing.
 AREAS: tuple[tuple[str, str], ...] = (
+    (
+        "authentication (identity/, PyJWT, cryptography)",
+        r"/identity/|[(/]jwt/|[(/]cryptography/",
+    ),
     ("rate limiter (limits, rate_limiting.py)", r"[(/]limits/|rate_limiting\.py"),
     (
         "metrics (RequestMetrics, prometheus_client)",
