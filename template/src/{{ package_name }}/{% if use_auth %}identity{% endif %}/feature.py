@@ -16,7 +16,7 @@ from ..feature import Commands, Feature, HealthCheck, Service, echo
 from ..problems import PROBLEM_MEDIA_TYPE, Problem
 from ..settings import Settings
 from .guard import AuthenticationMiddleware, Authorize
-from .keys import IssuerKeys
+from .keys import IssuerKeys, discovery_url
 from .settings import AuthSettings
 from .tokens import TokenVerifier, local_token
 
@@ -62,9 +62,9 @@ class Authentication(Feature):
         settings = AuthSettings.of(service.settings)
         guard = [params.Depends(Authorize(settings.auth_write_scope))]
         if settings.auth_issuer is not None:
-            # Declares the issuer's own flows in /docs too (the token is still
-            # read by the middleware).
-            discovery = f"{settings.auth_issuer}/.well-known/openid-configuration"
+            # Names the issuer's discovery document in OpenAPI, for clients and
+            # tools that sign in there; the token is still read by the middleware.
+            discovery = discovery_url(settings.auth_issuer)
             openid = OpenIdConnect(openIdConnectUrl=discovery, auto_error=False)
             guard.append(params.Depends(openid))
         return guard

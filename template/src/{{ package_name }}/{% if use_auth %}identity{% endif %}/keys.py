@@ -36,12 +36,17 @@ class IssuerUnavailableError(Exception):
     """The issuer's keys could not be fetched (and none were kept)."""
 
 
+def discovery_url(issuer: str) -> str:
+    """Where the issuer's discovery document is (OpenID Connect Discovery 1.0, 4)."""
+    return f"{issuer}/.well-known/openid-configuration"
+
+
 class IssuerKeys:
     """The public keys of ``issuer`` by id; the lifespan closes ``client``."""
 
     def __init__(self, issuer: str, settings: AuthSettings) -> None:
         self.issuer = issuer
-        self.discovery_url = f"{issuer}/.well-known/openid-configuration"
+        self.discovery_url = discovery_url(issuer)
         self.timeout = settings.auth_issuer_timeout_seconds
         self.refresh_seconds = settings.auth_keys_refresh_seconds
         self.max_age_seconds = settings.auth_keys_max_age_seconds
