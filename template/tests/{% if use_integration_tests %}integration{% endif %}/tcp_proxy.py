@@ -3,9 +3,10 @@
 Put it between the service and PostgreSQL or Redis to make real network faults:
 ``cut()`` closes every connection and refuses new ones (a server gone, a network
 down), ``stall()`` keeps connections open but passes no bytes either way (a server
-that hangs, a dropped route), ``restore()`` forwards again. It runs in a thread of its
-own, with its own event loop, so the service under test may be in this process (an
-app in the test's event loop) or another one (a served app, a worker).
+that hangs, a dropped route), ``restore()`` forwards again. ``wait_for_connections()``
+waits for the clients to try to connect, as they do in an outage. It runs in a thread
+of its own, with its own event loop, so the service under test may be in this process
+(an app in the test's event loop) or another one (a served app, a worker).
 """
 
 import asyncio
@@ -28,6 +29,7 @@ class TcpProxy:
         self.port = 0
         self.mode: Mode = "forward"
         self.connections = 0  # Accepted since the start, for assertions.
+        self._accepted = threading.Condition()  # Notified at each connection.
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -57,6 +59,13 @@ class TcpProxy:
     def restore(self) -> None:
         """Forward again; stalled connections pass the bytes they held back."""
         self._call(self._set_mode("forward")).result(timeout=5)
+
+    def wait_for_connections(self, count: int, timeout: float) -> None:
+        """Until ``count`` connections have come since the start; TimeoutError after
+        ``timeout`` seconds."""
+        with self._accepted:
+            if not self._accepted.wait_for(lambda: self.connections >= count, timeout):
+                raise TimeoutError(f"{self.connections} connections, not {count}")
 
     def _call(self, coroutine: Coroutine[Any, Any, None]) -> "Future[None]":
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -92,7 +101,9 @@ class TcpProxy:
     async def _accept(
         self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
     ) -> None:
-        self.connections += 1
+        with self._accepted:
+            self.connections += 1
+            self._accepted.notify_all()
         handler = asyncio.current_task()
         if handler is not None:
             self._handlers.add(handler)
