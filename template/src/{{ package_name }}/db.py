@@ -65,26 +65,29 @@ def database_failure(error: BaseException) -> Failure | None:
     """Why ``error`` failed the request, if the database's state is to blame.
 
     PostgreSQL's errors are told apart by their SQLSTATE (asyncpg's, on the error
-    SQLAlchemy wraps: ``.orig.sqlstate``), not by their message.
+    SQLAlchemy wraps: ``.orig.sqlstate``), not by their message. SQLAlchemy lets
+    the errors of asyncpg's own set-up of a new connection (its type codecs) through
+    unwrapped: a backend terminated at that moment is one.
     """
     if isinstance(error, exc.TimeoutError):  # No connection free in the pool.
         return "busy"
     if isinstance(error, TimeoutError):  # No answer: connecting, or a stalled one.
         return "timeout"
-    if isinstance(error, exc.DBAPIError):
-        sqlstate = getattr(error.orig, "sqlstate", None)
-        if isinstance(sqlstate, str):
-            if sqlstate in TIMEOUT_SQLSTATES:
-                return "timeout"
-            if sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
-                return "unavailable"
-            # A connection attempt has no statement.
-            if sqlstate == REFUSED_CONNECTION_SQLSTATE and error.statement is None:
-                return "unavailable"
-        # A connection cut while it sat in the pool (a database restart, say)
-        # fails with a plain DBAPIError that SQLAlchemy marks as invalidated.
-        if error.connection_invalidated:
+    driver_error = error.orig if isinstance(error, exc.DBAPIError) else error
+    sqlstate = getattr(driver_error, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        if sqlstate in TIMEOUT_SQLSTATES:
+            return "timeout"
+        if sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
             return "unavailable"
+        # A connection attempt has no statement.
+        connecting = isinstance(error, exc.DBAPIError) and error.statement is None
+        if sqlstate == REFUSED_CONNECTION_SQLSTATE and connecting:
+            return "unavailable"
+    # A connection cut while it sat in the pool (a database restart, say) fails
+    # with a plain DBAPIError that SQLAlchemy marks as invalidated.
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return "unavailable"
     if isinstance(error, UNAVAILABLE_ERRORS):
         return "unavailable"
     return None
