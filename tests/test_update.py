@@ -14,10 +14,15 @@ same edits file for file, keep its .env, record no secret, and pass its own lint
 and tests. Every feature is switched on during an update from the newest release, then
 off again; a rename of the package or the command is refused; a new python_version is
 carried across.
+
+The gates run once per content: a service whose files are identical to one that passed
+earlier in the run (switching on a feature that is on by default gives the default
+service, as the update from a release does) takes that result and its uv.lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
@@ -27,6 +32,8 @@ import subprocess
 import sys
 import tarfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -474,10 +481,68 @@ def pytest_args_for(project: Path) -> list[str]:
     return [arg for toggle in enabled for arg in FEATURES.get(toggle, Footprint()).pytest_args]
 
 
+def gates_key(project: Path) -> str:
+    """A digest of what a service's gates read: its files (as `tree` compares them), its
+    uv.lock, and the names of its .env variables. Not their values: .env's secrets are
+    new random ones in every copy."""
+    files = tree(project)
+    lock = project / "uv.lock"
+    if lock.exists():
+        files["uv.lock"] = lock.read_bytes()
+    files[".env names"] = "\n".join(sorted(parse_env_file(project / ".env"))).encode()
+    digest = hashlib.sha256()
+    for name, content in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class PassedGates:
+    """The services whose gates passed in this run, by `gates_key`, each with the uv.lock
+    its `uv sync` wrote. A directory that all xdist workers share: several flips arrive
+    at the same files (every feature on by default switched on is the default service)."""
+
+    directory: Path
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[Path]:
+        """Held while the gates of `key` run: a worker that arrives at the same files
+        waits for the result rather than run them beside it. Yields where that
+        result's uv.lock is (absent until they have passed)."""
+        with (self.directory / f"{key}.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield self.directory / f"{key}.uv.lock"
+
+
+@pytest.fixture(scope="session")
+def passed_gates(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> PassedGates:
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # beside the workers' own
+    directory = shared / "passed-gates"
+    directory.mkdir(exist_ok=True)
+    return PassedGates(directory)
+
+
 def assert_service_passes_its_gates(
-    project: Path, service_urls: dict[str, str], mypy_cache_dir: Path | None
+    project: Path, service_urls: dict[str, str], mypy_cache_dir: Path | None, passed: PassedGates
 ) -> None:
-    """uv sync, then the service's own lint, format, types and tests (none skipped)."""
+    """uv sync, then the service's own lint, format, types and tests (none skipped).
+
+    Files identical to a service whose gates passed earlier in this run (`gates_key`)
+    get that service's uv.lock, as their own `uv sync` would have written it, and not
+    the same gates again.
+    """
+    key = gates_key(project)
+    with passed.lock(key) as passed_lock:
+        if passed_lock.exists():
+            shutil.copyfile(passed_lock, project / "uv.lock")
+            return
+        run_gates(project, service_urls, mypy_cache_dir)
+        shutil.copyfile(project / "uv.lock", passed_lock.with_suffix(".tmp"))
+        passed_lock.with_suffix(".tmp").rename(passed_lock)
+
+
+def run_gates(project: Path, service_urls: dict[str, str], mypy_cache_dir: Path | None) -> None:
     env = project_env(project, service_urls=service_urls)
     run(["uv", "sync"], project, env=env, what="uv sync")
     run(["uv", "run", "ruff", "check", "."], project, env=env, what="ruff check")
@@ -592,10 +657,10 @@ def test_an_update_records_head_and_no_secret(updated: Updated, template_history
 @updates
 @pytest.mark.slow
 def test_an_updated_service_passes_its_own_gates(
-    updated: Updated, service_urls: dict[str, str], mypy_cache_dir: Path | None
+    updated: Updated, service_urls: dict[str, str], mypy_cache_dir: Path | None, passed_gates: PassedGates
 ) -> None:
     resolve_taking_the_teams_side(updated.project, conflicts_since(updated.release))
-    assert_service_passes_its_gates(updated.project, service_urls, mypy_cache_dir)
+    assert_service_passes_its_gates(updated.project, service_urls, mypy_cache_dir, passed_gates)
 
 
 # ---------------------------------------------------------------------------
@@ -611,6 +676,7 @@ def test_a_feature_switched_on_while_updating_then_off_equals_fresh_copies(
     tmp_path: Path,
     service_urls: dict[str, str],
     mypy_cache_dir: Path | None,
+    passed_gates: PassedGates,
 ) -> None:
     service = new_service(template_history, tmp_path / "service", PREVIOUS.version, {toggle: False})
     project = service.path
@@ -628,7 +694,7 @@ def test_a_feature_switched_on_while_updating_then_off_equals_fresh_copies(
         assert digest(project / ".env") == env_digest
         assert_no_secret_in_answers(project)
         resolve_taking_the_teams_side(project, set(conflict_leftovers(project)))
-        assert_service_passes_its_gates(project, service_urls, mypy_cache_dir)
+        assert_service_passes_its_gates(project, service_urls, mypy_cache_dir, passed_gates)
         commit_all(project, "uv.lock after the flip")  # as the team would, before the next update
 
 
@@ -654,7 +720,11 @@ def test_an_update_that_renames_the_service_is_refused_and_changes_nothing(
 
 @pytest.mark.slow
 def test_a_new_python_version_is_carried_across_an_update(
-    template_history: Path, tmp_path: Path, service_urls: dict[str, str], mypy_cache_dir: Path | None
+    template_history: Path,
+    tmp_path: Path,
+    service_urls: dict[str, str],
+    mypy_cache_dir: Path | None,
+    passed_gates: PassedGates,
 ) -> None:
     service = new_service(template_history, tmp_path / "service", PREVIOUS.version, {})
     project = service.path
@@ -666,7 +736,7 @@ def test_a_new_python_version_is_carried_across_an_update(
     assert differences(project, expected, besides=conflicts_since(PREVIOUS)) == []
     assert (project / ".python-version").read_text().strip() == "3.12"
     commit_all(project, "Python 3.12")
-    assert_service_passes_its_gates(project, service_urls, mypy_cache_dir)
+    assert_service_passes_its_gates(project, service_urls, mypy_cache_dir, passed_gates)
 
 
 # ---------------------------------------------------------------------------
