@@ -75,15 +75,20 @@ def database_failure(error: BaseException) -> Failure | None:
         return "timeout"
     driver_error = error.orig if isinstance(error, exc.DBAPIError) else error
     sqlstate = getattr(driver_error, "sqlstate", None)
+    # A connection attempt has no statement.
+    connecting = isinstance(error, exc.DBAPIError) and error.statement is None
     if isinstance(sqlstate, str):
         if sqlstate in TIMEOUT_SQLSTATES:
             return "timeout"
         if sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
             return "unavailable"
-        # A connection attempt has no statement.
-        connecting = isinstance(error, exc.DBAPIError) and error.statement is None
         if sqlstate == REFUSED_CONNECTION_SQLSTATE and connecting:
             return "unavailable"
+    # A backend terminated while SQLAlchemy sets up its new connection (reading the
+    # isolation level) can leave asyncpg's protocol in a broken state, which it
+    # reports as an internal error with no SQLSTATE ("cannot switch to state").
+    if connecting and isinstance(error, exc.InternalError):
+        return "unavailable"
     # A connection cut while it sat in the pool (a database restart, say) fails
     # with a plain DBAPIError that SQLAlchemy marks as invalidated.
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
